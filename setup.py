@@ -1,0 +1,36 @@
+"""Installs the speechbrain_dino package (recipes and hparams stay in the repository)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="speechbrain-dino",
+    version="0.1.0",
+    description=(
+        "DINO self-supervised utterance-level speech embeddings, iterative pseudo-labelling "
+        "and evaluation, as a SpeechBrain recipe plugin"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["speechbrain_dino", "speechbrain_dino.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "speechbrain>=1.1,<1.2",
+        "torch>=2.1",
+        "torchaudio>=2.1",
+        "hyperpyyaml>=1.2",
+        "numpy>=1.24",
+        "scikit-learn>=1.3",
+        "tqdm>=4.60",
+        "soundfile>=0.12",
+    ],
+    extras_require={
+        "faiss": ["faiss-cpu>=1.7"],
+        "plots": ["matplotlib>=3.7"],
+        "test": ["pytest>=7", "matplotlib>=3.7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "sbdino-prepare=speechbrain_dino.prepare.__main__:main",
+            "sbdino-synthetic=speechbrain_dino.synthetic:main",
+        ]
+    },
+)

@@ -1,0 +1,39 @@
+"""The one exception type for bad user input.
+
+Every problem a user can fix (a missing or corrupt audio file, a malformed manifest or trial row,
+an inconsistent option) is raised as :class:`DataError`, whose message names the file and, where
+there is one, the row. Recipes catch it at the top and print that single line instead of a
+traceback from deep inside torch.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class DataError(ValueError):
+    """Bad input data or options, with the file and row where it was found.
+
+    Arguments
+    ---------
+    message : str
+        What is wrong and, ideally, how to fix it.
+    path : str or PathLike, optional
+        The file (or folder) the problem was found in.
+    row : int, optional
+        1-based line number in ``path`` (the header of a CSV is line 1).
+    """
+
+    def __init__(
+        self, message: str, path: Optional[PathLike] = None, row: Optional[int] = None
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+        self.row = row
+        where = ""
+        if self.path is not None:
+            where = self.path if row is None else f"{self.path}, line {row}"
+            where += ": "
+        super().__init__(where + message)

@@ -1,0 +1,27 @@
+"""Shared fixtures: small generated audio only (the tests never read ../shared/data)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+
+
+def write_tone(path: str, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> str:
+    """Writes a noisy tone (a stand-in for speech where content does not matter); returns path."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(int(seconds * sample_rate)) / sample_rate
+    signal = 0.3 * np.sin(2 * np.pi * (150 + 50 * rng.random()) * time)
+    signal += 0.01 * rng.standard_normal(time.shape)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    sf.write(path, signal.astype(np.float32), sample_rate)
+    return path
+
+
+@pytest.fixture
+def tone_writer():
+    """The :func:`write_tone` helper as a fixture."""
+    return write_tone
