@@ -1,0 +1,154 @@
+"""Encoders built from a (class path, kwargs) spec, and the ``pretrained/`` folder they export to.
+
+Training YAMLs describe the encoder as ``encoder_class`` + ``encoder_kwargs`` (and the filterbank
+as ``fbank_kwargs``) and build it with :func:`instantiate`, so that the exported
+``pretrained/hyperparams.yaml`` can re-create exactly the same architecture. That folder loads
+offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparams(source=folder,
+savedir=...)``; its ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the same
+path the project's own extraction uses (:mod:`speechbrain_dino.embeddings`).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+import yaml
+
+from speechbrain_dino.errors import DataError, PathLike
+
+FBANK_CLASS = "speechbrain.lobes.features.Fbank"
+NORM_CLASS = "speechbrain.processing.features.InputNormalization"
+#: Sentence-level mean normalisation, as SpeechBrain's speaker recipes and the paper do.
+NORM_KWARGS = {"norm_type": "sentence", "std_norm": False}
+ENCODER_FILE = "embedding_model.ckpt"
+METADATA_FILE = "speechbrain_dino.json"
+
+
+def import_class(class_path: str) -> type:
+    """``"package.module.Class"`` -> the class, with a clear error for a bad path."""
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise DataError(f"cannot import class {class_path!r} (check encoder_class in the YAML)")
+
+
+def instantiate(class_path: str, kwargs: Optional[Mapping[str, Any]] = None) -> Any:
+    """Builds ``class_path(**kwargs)``; used from YAML as ``!apply:...instantiate [cls, kwargs]``."""
+    cls = import_class(class_path)
+    try:
+        return cls(**dict(kwargs or {}))
+    except TypeError as error:
+        raise DataError(f"cannot build {class_path} with {dict(kwargs or {})}: {error}") from None
+
+
+def pretrained_hparams_text(
+    encoder_class: str,
+    encoder_kwargs: Mapping[str, Any],
+    fbank_kwargs: Mapping[str, Any],
+    sample_rate: int,
+) -> str:
+    """The ``hyperparams.yaml`` of an exported encoder (plain SpeechBrain YAML, no project imports)."""
+
+    def block(name: str, class_path: str, kwargs: Mapping[str, Any]) -> str:
+        body = yaml.safe_dump(_plain(kwargs), default_flow_style=None, sort_keys=False)
+        indented = "".join("    " + line + "\n" for line in body.strip().splitlines())
+        return f"{name}: !new:{class_path}\n{indented}"
+
+    return (
+        "# Exported by speechbrain-dino. Load offline with\n"
+        "# EncoderClassifier.from_hparams(source=<this folder>, savedir=<a fresh folder>)\n"
+        f"sample_rate: {int(sample_rate)}\n\n"
+        + block("compute_features", FBANK_CLASS, fbank_kwargs)
+        + "\n"
+        + block("mean_var_norm", NORM_CLASS, NORM_KWARGS)
+        + "\n"
+        + block("embedding_model", encoder_class, encoder_kwargs)
+        + "\nmodules:\n"
+        "    compute_features: !ref <compute_features>\n"
+        "    mean_var_norm: !ref <mean_var_norm>\n"
+        "    embedding_model: !ref <embedding_model>\n\n"
+        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
+        "    loadables:\n"
+        "        embedding_model: !ref <embedding_model>\n"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe copy of kwargs (tuples -> lists, numpy/torch scalars -> Python numbers)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def export_pretrained(
+    folder: PathLike,
+    encoder: torch.nn.Module,
+    encoder_class: str,
+    encoder_kwargs: Mapping[str, Any],
+    fbank_kwargs: Mapping[str, Any],
+    sample_rate: int = 16000,
+    metadata: Optional[Dict[str, Any]] = None,
+) -> str:
+    """Writes ``folder`` (hyperparams.yaml, embedding_model.ckpt, speechbrain_dino.json) atomically.
+
+    The folder is first written beside its destination and then renamed into place, replacing a
+    previous export of the same run, so a reader never sees half a model.
+
+    Arguments
+    ---------
+    folder : PathLike
+        Destination, usually ``<output_folder>/pretrained``.
+    encoder : torch.nn.Module
+        The embedding model (unwrapped from DDP), its weights saved as a state_dict.
+    encoder_class, encoder_kwargs, fbank_kwargs : as in the training YAML.
+    sample_rate : int
+        Audio rate the model expects.
+    metadata : dict, optional
+        Provenance (stage, epoch, training manifest...) written to ``speechbrain_dino.json``.
+
+    Returns
+    -------
+    str
+        The folder path.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    parent = os.path.dirname(folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".pretrained-")
+    try:
+        with open(os.path.join(staging, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
+            fout.write(
+                pretrained_hparams_text(encoder_class, encoder_kwargs, fbank_kwargs, sample_rate)
+            )
+        state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
+        torch.save(state, os.path.join(staging, ENCODER_FILE))
+        info = {"encoder_class": encoder_class, "sample_rate": int(sample_rate)}
+        info.update(metadata or {})
+        with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
+            json.dump(_plain(info), fout, indent=2)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_metadata(folder: PathLike) -> Dict[str, Any]:
+    """The provenance written next to an exported encoder ({} for a foreign SpeechBrain model)."""
+    path = os.path.join(os.fspath(folder), METADATA_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as fin:
+        return json.load(fin)
