@@ -56,7 +56,9 @@ class DurationBatchSampler(Sampler[List[int]]):
 
     Utterances are sorted by duration (longest first, so an out-of-memory error shows up on the
     first batch) and packed greedily while ``len(batch) * longest_in_batch <= max_batch_seconds``.
-    An utterance longer than the budget forms a batch of its own.
+    An utterance longer than the budget forms a batch of its own, and a batch also ends before an
+    utterance shorter than ``min_length_ratio`` times its longest, which bounds padding (padding
+    changes an ECAPA embedding slightly; see ``embeddings.encode_masked``).
 
     Arguments
     ---------
@@ -66,6 +68,8 @@ class DurationBatchSampler(Sampler[List[int]]):
         Budget of padded audio per batch.
     max_batch_size : int, optional
         Hard cap on the number of utterances per batch.
+    min_length_ratio : float
+        In [0, 1]: shortest / longest utterance allowed within a batch (0: no bound).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class DurationBatchSampler(Sampler[List[int]]):
         durations: Sequence[float],
         max_batch_seconds: float,
         max_batch_size: Optional[int] = None,
+        min_length_ratio: float = 0.0,
     ) -> None:
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -85,6 +90,9 @@ class DurationBatchSampler(Sampler[List[int]]):
             size = max(1, int(max_batch_seconds // longest)) if longest > 0 else len(order)
             if max_batch_size is not None:
                 size = min(size, max_batch_size)
+            too_short = np.nonzero(sorted_durations[start : start + size] < min_length_ratio * longest)[0]
+            if len(too_short):
+                size = int(too_short[0])
             self.batches.append(order[start : start + size].tolist())
             start += size
 

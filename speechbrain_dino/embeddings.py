@@ -74,13 +74,7 @@ def load_encoder(pretrained_path: PathLike, device: str = "cpu", savedir: Option
     """
     from speechbrain.inference.speaker import EncoderClassifier
 
-    folder = os.path.abspath(os.fspath(pretrained_path))
-    if not os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
-        raise DataError(
-            "not a pretrained encoder folder (no hyperparams.yaml); give the 'pretrained' folder "
-            "written by a training recipe",
-            folder,
-        )
+    folder = checked_pretrained_folder(pretrained_path)
     savedir = savedir or tempfile.mkdtemp(prefix="sbdino-encoder-")
     encoder = EncoderClassifier.from_hparams(
         source=folder, savedir=savedir, run_opts={"device": device}
@@ -89,10 +83,22 @@ def load_encoder(pretrained_path: PathLike, device: str = "cpu", savedir: Option
     return encoder
 
 
+def checked_pretrained_folder(pretrained_path: PathLike) -> str:
+    """The absolute folder path, or a DataError when it holds no ``hyperparams.yaml``."""
+    folder = os.path.abspath(os.fspath(pretrained_path))
+    if not os.path.isfile(os.path.join(folder, "hyperparams.yaml")):
+        raise DataError(
+            "not a pretrained encoder folder (no hyperparams.yaml); give the 'pretrained' folder "
+            "written by a training recipe",
+            folder,
+        )
+    return folder
+
+
 def model_fingerprint(pretrained_path: PathLike) -> str:
     """SHA-256 over the folder's yaml and checkpoint files: changes whenever the model does."""
     digest = hashlib.sha256()
-    folder = os.fspath(pretrained_path)
+    folder = checked_pretrained_folder(pretrained_path)
     for name in sorted(os.listdir(folder)):
         if name.endswith((".yaml", ".ckpt")):
             digest.update(name.encode())
@@ -195,16 +201,22 @@ def encode_masked(modules, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.T
 
 @torch.inference_mode()
 def embed_segments(
-    encoder,
+    modules,
+    device: torch.device,
     segments: List[dict],
     n_utterances: int,
     sample_rate: int = 16000,
     resample: bool = False,
     max_batch_seconds: float = 320.0,
+    min_length_ratio: float = 0.9,
     num_workers: int = 0,
     progress: bool = True,
 ) -> np.ndarray:
     """Embeds segments in length-sorted batches and averages them per utterance.
+
+    ``modules`` holds ``compute_features``, ``mean_var_norm`` and ``embedding_model`` (an
+    ``EncoderClassifier``'s ``mods``, or a Brain's teacher during training), already on ``device``.
+    A batch holds utterances of at least ``min_length_ratio`` times its longest one's length.
 
     Returns
     -------
@@ -212,13 +224,15 @@ def embed_segments(
         ``[n_utterances, D]`` float32 (mean over each utterance's segments).
     """
     dataset = _segment_dataset(segments, sample_rate, resample)
-    sampler = DurationBatchSampler([s["duration"] for s in segments], max_batch_seconds)
+    sampler = DurationBatchSampler(
+        [s["duration"] for s in segments], max_batch_seconds, min_length_ratio=min_length_ratio
+    )
     loader = make_dataloader(dataset, batch_sampler=sampler, num_workers=num_workers)
     sums: Optional[torch.Tensor] = None
     counts = torch.zeros(n_utterances)
     for batch in tqdm(loader, total=len(sampler), desc="embedding", disable=not progress):
         wavs, lengths = batch.sig
-        vectors = encode_masked(encoder.mods, wavs.to(encoder.device), lengths.to(encoder.device))
+        vectors = encode_masked(modules, wavs.to(device), lengths.to(device))
         vectors = vectors.float().cpu()
         if sums is None:
             sums = torch.zeros(n_utterances, vectors.shape[-1])
@@ -280,7 +294,8 @@ def extract_embeddings(
     encoder = load_encoder(pretrained_path, device=device)
     segments = plan_segments(shard_rows, sample_rate, chunk_seconds, max_seconds, seed + rank)
     vectors = embed_segments(
-        encoder,
+        encoder.mods,
+        encoder.device,
         segments,
         len(shard_rows),
         sample_rate=sample_rate,
