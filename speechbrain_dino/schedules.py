@@ -1,0 +1,148 @@
+"""Stateless per-step schedules for DINO training.
+
+Every value is a pure function of the global optimiser step, so a run resumed from a checkpoint
+continues on exactly the same curve as an uninterrupted one (only the step count needs saving).
+Defaults follow ``/work/shared/PAPER.md`` ("The authors' recipe") unless noted otherwise.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+# Key marking an optimiser parameter group as subject to weight decay (see
+# :func:`speechbrain_dino.dino.param_groups_for_weight_decay`). Groups without the key count as decayed.
+APPLY_WEIGHT_DECAY = "apply_weight_decay"
+
+
+def linear_warmup(step: int, start: float, end: float, warmup_steps: int) -> float:
+    """Linear ramp from ``start`` (step 0) to ``end`` (step ``warmup_steps`` and after).
+
+    With ``warmup_steps <= 0`` or ``start == end`` the value is the constant ``end``.
+    Used for the teacher temperature (wespeaker: 0.04 → 0.07; the paper: 0.04 constant).
+    """
+    if warmup_steps <= 0 or step >= warmup_steps:
+        return end
+    return start + (end - start) * max(step, 0) / warmup_steps
+
+
+def cosine_schedule(
+    step: int,
+    base_value: float,
+    final_value: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_start_value: float = 0.0,
+) -> float:
+    """Linear warm-up to ``base_value``, then half a cosine down (or up) to ``final_value``.
+
+    ``step`` in ``[0, warmup_steps)`` ramps linearly from ``warmup_start_value`` to ``base_value``;
+    from ``warmup_steps`` to ``total_steps`` the value follows
+    ``final + (base - final) * (1 + cos(pi * progress)) / 2``; at and after ``total_steps`` it is
+    ``final_value``.
+    """
+    if step < warmup_steps:
+        return linear_warmup(step, warmup_start_value, base_value, warmup_steps)
+    cosine_steps = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / cosine_steps, 1.0)
+    return final_value + 0.5 * (base_value - final_value) * (1.0 + math.cos(math.pi * progress))
+
+
+class ScheduleValues(NamedTuple):
+    """All scheduled quantities at one step."""
+
+    lr: float
+    weight_decay: float
+    teacher_momentum: float
+    teacher_temperature: float
+    freeze_last_layer: bool
+
+
+@dataclass(frozen=True)
+class DINOSchedule:
+    """LR, weight decay, teacher momentum and temperature, last-layer freezing, by global step.
+
+    Arguments
+    ---------
+    total_steps : int
+        Optimiser steps of the whole run (epochs × steps per epoch); the cosine curves end here.
+    base_lr : float
+        Peak LR after warm-up. Paper: 0.005 × batch / 256, with batch 96 → 0.001875.
+    final_lr : float
+        LR at the end of the cosine decay. Paper: 1e-6.
+    warmup_steps : int
+        Linear LR warm-up from 0. Paper: 10 epochs (see :meth:`from_epochs`).
+    weight_decay, final_weight_decay : float
+        Weight decay on the decayed groups, cosine from the first to the second (equal: constant).
+        Paper: 1e-4, constant, none on biases and norms.
+    teacher_momentum, final_teacher_momentum : float
+        EMA momentum of the teacher, cosine per iteration. Paper: 0.996 → 1.0.
+    teacher_temperature, final_teacher_temperature : float
+        Teacher softmax temperature, linear warm-up from the first to the second over
+        ``teacher_temperature_warmup_steps``. Paper: 0.04 constant; wespeaker: 0.04 → 0.07.
+    teacher_temperature_warmup_steps : int
+        Length of the teacher temperature warm-up.
+    freeze_last_layer_steps : int
+        Steps during which the head's last layer gets no update. Paper: the first epoch.
+    """
+
+    total_steps: int
+    base_lr: float = 0.005 * 96 / 256
+    final_lr: float = 1e-6
+    warmup_steps: int = 0
+    weight_decay: float = 1e-4
+    final_weight_decay: float = 1e-4
+    teacher_momentum: float = 0.996
+    final_teacher_momentum: float = 1.0
+    teacher_temperature: float = 0.04
+    final_teacher_temperature: float = 0.04
+    teacher_temperature_warmup_steps: int = 0
+    freeze_last_layer_steps: int = 0
+
+    @classmethod
+    def from_epochs(
+        cls,
+        epochs: int,
+        steps_per_epoch: int,
+        warmup_epochs: float = 10,
+        freeze_last_layer_epochs: float = 1,
+        teacher_temperature_warmup_epochs: float = 0,
+        **values: float,
+    ) -> "DINOSchedule":
+        """Builds the schedule from epoch counts (paper: 70 epochs, 10 warm-up, 1 frozen)."""
+        return cls(
+            total_steps=epochs * steps_per_epoch,
+            warmup_steps=round(warmup_epochs * steps_per_epoch),
+            freeze_last_layer_steps=round(freeze_last_layer_epochs * steps_per_epoch),
+            teacher_temperature_warmup_steps=round(teacher_temperature_warmup_epochs * steps_per_epoch),
+            **values,
+        )
+
+    def values(self, step: int) -> ScheduleValues:
+        """All scheduled quantities at global optimiser step ``step`` (0-based)."""
+        return ScheduleValues(
+            lr=cosine_schedule(step, self.base_lr, self.final_lr, self.total_steps, self.warmup_steps),
+            weight_decay=cosine_schedule(
+                step, self.weight_decay, self.final_weight_decay, self.total_steps
+            ),
+            teacher_momentum=cosine_schedule(
+                step, self.teacher_momentum, self.final_teacher_momentum, self.total_steps
+            ),
+            teacher_temperature=linear_warmup(
+                step,
+                self.teacher_temperature,
+                self.final_teacher_temperature,
+                self.teacher_temperature_warmup_steps,
+            ),
+            freeze_last_layer=step < self.freeze_last_layer_steps,
+        )
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> ScheduleValues:
+        """Sets LR on every group and weight decay on decayed groups (0 elsewhere); returns the values."""
+        values = self.values(step)
+        for group in optimizer.param_groups:
+            group["lr"] = values.lr
+            group["weight_decay"] = values.weight_decay if group.get(APPLY_WEIGHT_DECAY, True) else 0.0
+        return values
