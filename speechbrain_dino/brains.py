@@ -1,0 +1,339 @@
+"""SpeechBrain Brains of the project: DINO, the contrastive baseline, and their shared base.
+
+Every Brain here trains an utterance encoder (SpeechBrain's ECAPA-TDNN by default) on waveform
+crops: Fbank -> sentence mean normalisation -> encoder -> [B, 1, D] embedding. The shared base,
+:class:`EncoderBrain`, holds what all of them need: feature extraction, per-step LR / weight-decay
+schedule, gradient clipping over all parameter groups, DDP on CPU (gloo), per-epoch statistics,
+optional validation EER, checkpointing and the ``pretrained/`` export.
+
+Batches come from :func:`speechbrain_dino.crops.multicrop_pipeline`: ``global_crops`` ``[B, G, Tg]``
+and ``local_crops`` ``[B, L, Tl]``. Inside the Brains the crops are stacked view-major
+(``[G * B, Tg]``: view 0 of every utterance, then view 1, ...), the layout the losses expect.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+import speechbrain as sb
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from speechbrain_dino.dino import (
+    diagnose_collapse,
+    ema_update_,
+    param_groups_for_weight_decay,
+    unwrap_parallel,
+)
+from speechbrain_dino.export import export_pretrained
+from speechbrain_dino.schedules import DINOSchedule, ScheduleValues
+
+logger = logging.getLogger(__name__)
+
+
+def views_to_rows(crops: torch.Tensor) -> torch.Tensor:
+    """``[B, V, T]`` crops -> ``[V * B, T]`` view-major rows."""
+    batch, views, frames = crops.shape
+    return crops.transpose(0, 1).reshape(views * batch, frames)
+
+
+def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
+    """Std across the batch of L2-normalised embeddings, times sqrt(D): ~1 healthy, 0 collapsed.
+
+    Arguments
+    ---------
+    embeddings : torch.Tensor
+        ``[N, D]`` or ``[N, 1, D]``.
+    """
+    flat = nn.functional.normalize(embeddings.reshape(embeddings.shape[0], -1).float(), dim=-1)
+    return flat.std(dim=0).mean() * math.sqrt(flat.shape[-1])
+
+
+class EncoderBrain(sb.Brain):
+    """Base of the project's Brains: features, schedule, clipping, stats, validation, export.
+
+    Expected ``modules``: ``compute_features``, ``mean_var_norm``, the trained encoder and heads,
+    optionally ``augment`` (a waveform augmenter applied to training crops).
+    Expected ``hparams``: ``schedule`` (``DINOSchedule`` arguments, see :meth:`build_schedule`),
+    ``number_of_epochs``, ``train_logger``, and optionally ``validator``
+    (:class:`~speechbrain_dino.validation.TrialValidator`), ``ckpts_to_keep``.
+    Subclasses define :attr:`trained_module_names` and :meth:`exported_encoder`.
+    """
+
+    #: Modules whose parameters the optimiser updates.
+    trained_module_names: List[str] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps_per_epoch: Optional[int] = None
+        self.schedule: Optional[DINOSchedule] = None
+        self.current: Optional[ScheduleValues] = None
+        self.epoch_sums: Dict[str, float] = defaultdict(float)
+        self.epoch_batches = 0
+
+    # ----------------------------------------------------------------- set-up
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """Also records the number of optimiser steps per epoch (after DDP sharding)."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)
+        return loader
+
+    def build_schedule(self) -> DINOSchedule:
+        """The per-step schedule from ``hparams.schedule`` (epochs turned into steps)."""
+        if self.steps_per_epoch is None:
+            raise RuntimeError("the schedule needs the training loader (call fit())")
+        return DINOSchedule.from_epochs(
+            epochs=self.hparams.number_of_epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            **self.hparams.schedule,
+        )
+
+    def init_optimizers(self) -> None:
+        """One optimiser over the trained modules, no weight decay on biases and norms."""
+        modules = [self.modules[name] for name in self.trained_module_names]
+        groups = param_groups_for_weight_decay(modules, self.hparams.schedule.get("weight_decay", 0.0))
+        self.optimizer = self.opt_class(groups)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_start(self) -> None:
+        """Builds the schedule, then SpeechBrain's start (DDP wrap, optimiser, recovery)."""
+        self.schedule = self.build_schedule()
+        super().on_fit_start()
+
+    def _wrap_distributed(self) -> None:
+        """DDP as SpeechBrain does it, but without SyncBatchNorm under gloo (CPU).
+
+        SpeechBrain converts every module to SyncBatchNorm, which only runs on GPU; on CPU each
+        process keeps its own BatchNorm statistics instead.
+        """
+        if not (self.distributed_launch and self.distributed_backend == "gloo"):
+            super()._wrap_distributed()
+            return
+        for name, module in self.modules.items():
+            if any(parameter.requires_grad for parameter in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
+    # ------------------------------------------------------------ per batch
+    def features(self, wavs: torch.Tensor) -> torch.Tensor:
+        """``[N, T]`` equal-length crops -> normalised filterbanks ``[N, frames, n_mels]``."""
+        lengths = torch.ones(wavs.shape[0], device=wavs.device)
+        return self.modules.mean_var_norm(self.modules.compute_features(wavs), lengths)
+
+    def augmented(self, wavs: torch.Tensor, stage: sb.Stage) -> torch.Tensor:
+        """``[N, T]`` crops, each augmented independently during training."""
+        if stage != sb.Stage.TRAIN or "augment" not in self.modules:
+            return wavs
+        return self.modules.augment(wavs, torch.ones(wavs.shape[0], device=wavs.device))
+
+    def on_fit_batch_start(self, batch, should_step: bool) -> None:
+        """Sets LR and weight decay for this optimiser step."""
+        self.current = self.schedule.apply(self.optimizer, self.optimizer_step)
+
+    def before_optimizer_step(self) -> None:
+        """Hook between backward and the optimiser step (gradients unscaled)."""
+
+    def optimizers_step(self) -> None:
+        """Unscale, subclass hook, clip the norm over ALL parameter groups, step.
+
+        SpeechBrain's version clips only the first parameter group, which would leave the
+        undecayed biases and norms unclipped.
+        """
+        self.scaler.unscale_(self.optimizer)
+        self.before_optimizer_step()
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
+    def record(self, stats: Dict[str, torch.Tensor]) -> None:
+        """Adds one batch's diagnostics to the epoch averages."""
+        for key, value in stats.items():
+            self.epoch_sums[key] += float(value)
+        self.epoch_batches += 1
+
+    # ------------------------------------------------------------- per epoch
+    def on_stage_start(self, stage, epoch=None) -> None:
+        """Resets the epoch statistics."""
+        self.epoch_sums = defaultdict(float)
+        self.epoch_batches = 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
+        """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints."""
+        if stage != sb.Stage.TRAIN:
+            return
+        train_stats = {"loss": stage_loss}
+        train_stats.update(
+            {key: total / max(self.epoch_batches, 1) for key, total in self.epoch_sums.items()}
+        )
+        valid_stats = self.validate()
+        meta = {"epoch": epoch, "steps": self.optimizer_step}
+        if self.current is not None:
+            meta.update(
+                lr=self.current.lr,
+                teacher_momentum=self.current.teacher_momentum,
+                teacher_temperature=self.current.teacher_temperature,
+            )
+        self.hparams.train_logger.log_stats(
+            stats_meta=meta, train_stats=train_stats, valid_stats=valid_stats or None
+        )
+        self.check_epoch(train_stats, epoch)
+        ckpt_meta = {"loss": float(stage_loss), **(valid_stats or {})}
+        self.checkpointer.save_and_keep_only(
+            meta=ckpt_meta,
+            end_of_epoch=True,
+            num_to_keep=getattr(self.hparams, "ckpts_to_keep", 2),
+        )
+
+    def check_epoch(self, train_stats: Dict[str, float], epoch: int) -> None:
+        """Subclass hook: inspect the epoch's statistics (e.g. collapse detection)."""
+
+    def validate(self) -> Dict[str, float]:
+        """Validation EER of :meth:`exported_encoder` when ``hparams.validator`` is set."""
+        validator = getattr(self.hparams, "validator", None)
+        if validator is None:
+            return {}
+        modules = {
+            "compute_features": self.modules.compute_features,
+            "mean_var_norm": self.modules.mean_var_norm,
+            "embedding_model": self.exported_encoder(),
+        }
+        metrics = validator(modules, self.device)
+        return {key: metrics[key] for key in ("EER", "minDCF_0.01")}
+
+    # ---------------------------------------------------------------- export
+    def exported_encoder(self) -> nn.Module:
+        """The encoder whose embeddings this training produces (unwrapped from DDP)."""
+        raise NotImplementedError
+
+    def export(self, folder: str, metadata: Optional[dict] = None) -> str:
+        """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``."""
+        info = {"stage": type(self).__name__, "optimizer_steps": self.optimizer_step}
+        info.update(metadata or {})
+        return export_pretrained(
+            folder,
+            self.exported_encoder(),
+            encoder_class=self.hparams.encoder_class,
+            encoder_kwargs=self.hparams.encoder_kwargs,
+            fbank_kwargs=self.hparams.fbank_kwargs,
+            sample_rate=self.hparams.sample_rate,
+            metadata=info,
+        )
+
+
+class DINOBrain(EncoderBrain):
+    """DINO: student on all crops, EMA teacher on the global crops, centred sharpened targets.
+
+    Modules: ``student``, ``student_head`` (:class:`~speechbrain_dino.dino.DINOHead`), ``teacher``
+    and ``teacher_head`` (same architectures; initialised from the student, never trained by the
+    optimiser), ``dino_loss`` (:class:`~speechbrain_dino.dino.DINOLoss`, holds the centre).
+    The exported (and evaluated) embedding is the teacher backbone's, as in the paper.
+    The teacher runs in eval mode: its BatchNorm statistics are the EMA of the student's
+    (``ema_update_`` averages float buffers), so its targets do not depend on the batch.
+    """
+
+    trained_module_names = ["student", "student_head"]
+
+    def on_fit_start(self) -> None:
+        """Teacher := student, frozen for the optimiser; then schedule, DDP, optimiser, recovery."""
+        for student, teacher in (("student", "teacher"), ("student_head", "teacher_head")):
+            self.modules[teacher].load_state_dict(self.modules[student].state_dict())
+            self.modules[teacher].requires_grad_(False)
+        super().on_fit_start()
+
+    def compute_forward(self, batch, stage):
+        """Crops -> (student logits ``[V*B, K]``, teacher logits ``[G*B, K]``, teacher embeddings)."""
+        batch = batch.to(self.device)
+        global_feats = self.features(self.augmented(views_to_rows(batch.global_crops.data), stage))
+        local_feats = self.features(self.augmented(views_to_rows(batch.local_crops.data), stage))
+        student_embeddings = torch.cat(
+            [self.modules.student(global_feats), self.modules.student(local_feats)]
+        )
+        student_logits = self.modules.student_head(student_embeddings)
+        with torch.no_grad():
+            self.modules.teacher.eval()
+            self.modules.teacher_head.eval()
+            teacher_embeddings = self.modules.teacher(global_feats)
+            teacher_logits = self.modules.teacher_head(teacher_embeddings)
+        return student_logits, teacher_logits, teacher_embeddings
+
+    def compute_objectives(self, predictions, batch, stage):
+        """DINO loss; moves the centre and records collapse diagnostics on training batches."""
+        student_logits, teacher_logits, teacher_embeddings = predictions
+        temperature = self.current.teacher_temperature if self.current else self.schedule.values(0).teacher_temperature
+        output = self.modules.dino_loss(student_logits, teacher_logits, temperature)
+        if stage == sb.Stage.TRAIN:
+            self.modules.dino_loss.update_center(teacher_logits)
+            self.record({**output.stats, "embedding_spread": embedding_spread(teacher_embeddings)})
+        return output.loss
+
+    def before_optimizer_step(self) -> None:
+        """No update of the prototype layer while it is frozen (the first epoch in the paper)."""
+        if self.current is not None and self.current.freeze_last_layer:
+            unwrap_parallel(self.modules.student_head).cancel_last_layer_gradients()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step: bool) -> None:
+        """Teacher EMA after each optimiser step, with this step's momentum."""
+        if should_step:
+            momentum = self.current.teacher_momentum
+            ema_update_(self.modules.teacher, self.modules.student, momentum)
+            ema_update_(self.modules.teacher_head, self.modules.student_head, momentum)
+
+    def check_epoch(self, train_stats: Dict[str, float], epoch: int) -> None:
+        """Warns about the two DINO collapse modes (skipped in the first epoch)."""
+        if epoch is None or epoch < 2:
+            return
+        message = diagnose_collapse(train_stats, self.modules.dino_loss.n_prototypes)
+        if message:
+            logger.warning("epoch %s: %s", epoch, message)
+            self.hparams.train_logger.log_stats({"epoch": epoch, "WARNING": message})
+
+    def exported_encoder(self) -> nn.Module:
+        """The teacher backbone (the paper evaluates it)."""
+        return unwrap_parallel(self.modules.teacher)
+
+
+class ContrastiveBrain(EncoderBrain):
+    """Contrastive baseline (NT-Xent, SimCLR-style) on the same crops, augmentation and encoder.
+
+    Modules: ``student``, ``projection_head`` (:class:`~speechbrain_dino.contrastive.ProjectionHead`),
+    ``contrastive_loss`` (:class:`~speechbrain_dino.contrastive.NTXentLoss`). Every crop of an
+    utterance is a positive of the others; other utterances in the batch are negatives.
+    """
+
+    trained_module_names = ["student", "projection_head"]
+
+    def compute_forward(self, batch, stage):
+        """Crops -> (projections ``[V*B, P]``, embeddings, number of views V)."""
+        batch = batch.to(self.device)
+        global_wavs = views_to_rows(batch.global_crops.data)
+        local_wavs = views_to_rows(batch.local_crops.data)
+        embeddings = torch.cat(
+            [
+                self.modules.student(self.features(self.augmented(global_wavs, stage))),
+                self.modules.student(self.features(self.augmented(local_wavs, stage))),
+            ]
+        )
+        n_views = batch.global_crops.data.shape[1] + batch.local_crops.data.shape[1]
+        return self.modules.projection_head(embeddings), embeddings, n_views
+
+    def compute_objectives(self, predictions, batch, stage):
+        """NT-Xent over all crops; records the embedding spread."""
+        projections, embeddings, n_views = predictions
+        if stage == sb.Stage.TRAIN:
+            self.record({"embedding_spread": embedding_spread(embeddings.detach())})
+        return self.modules.contrastive_loss(projections, n_views)
+
+    def exported_encoder(self) -> nn.Module:
+        """The trained encoder."""
+        return unwrap_parallel(self.modules.student)

@@ -1,0 +1,77 @@
+"""What every recipe script shares: argument and YAML loading with clear errors.
+
+Recipes stay SpeechBrain-shaped (``parse_arguments`` -> ``ddp_init_group`` -> ``load_hyperpyyaml``
+-> ``create_experiment_directory`` -> Brain; the last is called by the recipe itself, since
+SpeechBrain copies the calling file into the experiment folder), but a bad hparams file, a bad override or bad data
+ends in one ``error: ...`` line and exit status 2 instead of a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Callable, Dict, Sequence, Tuple
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_dino.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
+    """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2."""
+
+    @functools.wraps(main)
+    def guarded(*args, **kwargs) -> None:
+        try:
+            main(*args, **kwargs)
+        except DataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return guarded
+
+
+def load_recipe(
+    argv: Sequence[str], required: Sequence[str] = ()
+) -> Tuple[str, Dict, str, Dict]:
+    """``sb.parse_arguments`` + ``ddp_init_group`` + ``load_hyperpyyaml``, with clear errors.
+
+    Arguments
+    ---------
+    argv : sequence of str
+        ``sys.argv[1:]``: the hparams file, then ``--key=value`` overrides and run options.
+    required : sequence of str
+        Keys that must be set (typically paths such as ``train_csv``); an empty or null value is an
+        error telling which ``--key=`` to pass.
+
+    Returns
+    -------
+    (hparams_file, run_opts, overrides, hparams)
+    """
+    if not argv or argv[0].startswith("-"):
+        raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
+    if not os.path.isfile(argv[0]):
+        raise DataError("hparams file not found", argv[0])
+    hparams_file, run_opts, overrides = sb.parse_arguments(list(argv))
+    sb.utils.distributed.ddp_init_group(run_opts)
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    except DataError:
+        raise
+    except Exception as error:  # YAML syntax, unknown override keys, bad constructor arguments
+        raise DataError(
+            f"cannot load hyperparameters with overrides {overrides!r}: "
+            f"{type(error).__name__}: {error}",
+            hparams_file,
+        ) from None
+    missing = [key for key in required if hparams.get(key) in (None, "")]
+    if missing:
+        flags = " ".join(f"--{key}=..." for key in missing)
+        raise DataError(f"required setting(s) {missing} are empty: pass {flags}", hparams_file)
+    return hparams_file, run_opts, overrides, hparams
+

@@ -1,0 +1,78 @@
+"""Verification EER of a model while it trains, so users see whether DINO is learning.
+
+A :class:`TrialValidator` is built once from a small manifest and trial list; each call embeds the
+manifest with the modules it is given (the teacher backbone during DINO) and scores the trials by
+cosine similarity. It costs one extraction pass over the validation set per epoch.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import torch
+
+from speechbrain_dino.embeddings import embed_segments, plan_segments
+from speechbrain_dino.errors import PathLike
+from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.scoring import cosine_scores
+from speechbrain_dino.verification_metrics import verification_metrics
+from speechbrain_dino.trials import read_trials
+
+
+class TrialValidator:
+    """EER / minDCF of an encoder on a fixed trial list.
+
+    Arguments
+    ---------
+    manifest : PathLike
+        Validation utterances (``ID,duration,wav,...``), speakers disjoint from the test set.
+    trials : PathLike
+        ``label enrol test`` lines over those IDs.
+    sample_rate : int
+        Audio rate of the model.
+    max_batch_seconds : float
+        Padded audio per extraction batch.
+    chunk_seconds : float, optional
+        Utterances longer than this are embedded in chunks and averaged.
+    """
+
+    def __init__(
+        self,
+        manifest: PathLike,
+        trials: PathLike,
+        sample_rate: int = 16000,
+        max_batch_seconds: float = 320.0,
+        chunk_seconds: Optional[float] = 30.0,
+    ) -> None:
+        rows = read_manifest(manifest, required=("ID", "duration", "wav"))
+        self.n_utterances = len(rows)
+        self.trials = read_trials(trials, [row["ID"] for row in rows])
+        self.segments = plan_segments(rows, sample_rate, chunk_seconds=chunk_seconds)
+        self.sample_rate = sample_rate
+        self.max_batch_seconds = max_batch_seconds
+
+    def __call__(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> Dict[str, float]:
+        """Embeds the validation set with ``modules`` (in eval mode) and returns its metrics.
+
+        Returns
+        -------
+        dict
+            ``EER`` (percent), ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``, ...
+        """
+        was_training = {name: module.training for name, module in modules.items()}
+        for module in modules.values():
+            module.eval()
+        try:
+            vectors = embed_segments(
+                modules,
+                device,
+                self.segments,
+                self.n_utterances,
+                sample_rate=self.sample_rate,
+                max_batch_seconds=self.max_batch_seconds,
+                progress=False,
+            )
+        finally:
+            for name, module in modules.items():
+                module.train(was_training[name])
+        scores = cosine_scores(vectors, self.trials.enrol, self.trials.test)
+        return verification_metrics(scores, self.trials.labels)
