@@ -127,11 +127,19 @@ class EncoderBrain(sb.Brain):
         lengths = torch.ones(wavs.shape[0], device=wavs.device)
         return self.modules.mean_var_norm(self.modules.compute_features(wavs), lengths)
 
-    def augmented(self, wavs: torch.Tensor, stage: sb.Stage) -> torch.Tensor:
-        """``[N, T]`` crops, each augmented independently during training."""
+    def augmented(self, wavs: torch.Tensor, stage: sb.Stage, batch_size: int) -> torch.Tensor:
+        """``[V * B, T]`` view-major crops, each augmented independently during training.
+
+        Row ``i`` belongs to utterance ``i % B``, so in-batch babble never mixes in another crop
+        of the same utterance. Runs in float32 outside autocast (FFT convolutions).
+        """
         if stage != sb.Stage.TRAIN or "augment" not in self.modules:
             return wavs
-        return self.modules.augment(wavs, torch.ones(wavs.shape[0], device=wavs.device))
+        rows = torch.arange(wavs.shape[0], device=wavs.device)
+        with torch.autocast(device_type=self.device_type, enabled=False):
+            return self.modules.augment(
+                wavs.float(), torch.ones(wavs.shape[0], device=wavs.device), rows % batch_size
+            )
 
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
         """Sets LR and weight decay for this optimiser step."""
@@ -254,8 +262,10 @@ class DINOBrain(EncoderBrain):
     def compute_forward(self, batch, stage):
         """Crops -> (student logits ``[V*B, K]``, teacher logits ``[G*B, K]``, teacher embeddings)."""
         batch = batch.to(self.device)
-        global_feats = self.features(self.augmented(views_to_rows(batch.global_crops.data), stage))
-        local_feats = self.features(self.augmented(views_to_rows(batch.local_crops.data), stage))
+        batch_size = batch.global_crops.data.shape[0]
+        global_wavs = self.augmented(views_to_rows(batch.global_crops.data), stage, batch_size)
+        local_wavs = self.augmented(views_to_rows(batch.local_crops.data), stage, batch_size)
+        global_feats, local_feats = self.features(global_wavs), self.features(local_wavs)
         student_embeddings = torch.cat(
             [self.modules.student(global_feats), self.modules.student(local_feats)]
         )
@@ -316,12 +326,13 @@ class ContrastiveBrain(EncoderBrain):
     def compute_forward(self, batch, stage):
         """Crops -> (projections ``[V*B, P]``, embeddings, number of views V)."""
         batch = batch.to(self.device)
-        global_wavs = views_to_rows(batch.global_crops.data)
-        local_wavs = views_to_rows(batch.local_crops.data)
+        batch_size = batch.global_crops.data.shape[0]
+        global_wavs = self.augmented(views_to_rows(batch.global_crops.data), stage, batch_size)
+        local_wavs = self.augmented(views_to_rows(batch.local_crops.data), stage, batch_size)
         embeddings = torch.cat(
             [
-                self.modules.student(self.features(self.augmented(global_wavs, stage))),
-                self.modules.student(self.features(self.augmented(local_wavs, stage))),
+                self.modules.student(self.features(global_wavs)),
+                self.modules.student(self.features(local_wavs)),
             ]
         )
         n_views = batch.global_crops.data.shape[1] + batch.local_crops.data.shape[1]
