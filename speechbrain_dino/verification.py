@@ -1,0 +1,101 @@
+"""Speaker verification of an embedding table: trials -> scores -> normalised scores -> metrics.
+
+Puts together :mod:`trials` (reading), :mod:`scoring` (cosine, AS-norm) and
+:mod:`verification_metrics` (EER, minDCF, DET), and writes what a user looks at: per-trial score
+files, a DET plot and ``results.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+from speechbrain_dino.embeddings import EmbeddingTable
+from speechbrain_dino.errors import PathLike
+from speechbrain_dino.scoring import as_norm, cosine_scores
+from speechbrain_dino.trials import Trials, read_trials, write_trials
+from speechbrain_dino.verification_metrics import plot_det, verification_metrics
+
+
+@dataclass
+class VerificationResult:
+    """Scores and metrics of one system on one trial list.
+
+    ``metrics`` maps ``"raw"`` (and ``"as_norm"`` when a cohort was given) to
+    :func:`verification_metrics` dicts; ``scores`` maps the same keys to ``[M]`` score arrays.
+    """
+
+    trials: Trials
+    scores: Dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    normalisation: str = "none"
+
+
+def verify(
+    table: EmbeddingTable,
+    trials_path: PathLike,
+    cohort: Optional[np.ndarray] = None,
+    top_n: Optional[int] = 300,
+) -> VerificationResult:
+    """Scores a trial list with cosine similarity, and with AS-norm when a cohort is given.
+
+    Arguments
+    ---------
+    table : EmbeddingTable
+        Embeddings of every utterance the trials name.
+    trials_path : PathLike
+        ``label enrol test`` lines (VoxCeleb format).
+    cohort : np.ndarray, optional
+        ``[C, D]`` cohort embeddings (e.g. training speakers' means) for adaptive S-norm.
+    top_n : int, optional
+        AS-norm cohort size per side; None for plain S-norm over the whole cohort.
+    """
+    trials = read_trials(trials_path, table.ids)
+    result = VerificationResult(trials)
+    raw = cosine_scores(table.vectors, trials.enrol, trials.test)
+    result.scores["raw"] = raw
+    result.metrics["raw"] = verification_metrics(raw, trials.labels)
+    if cohort is not None:
+        normalised = as_norm(raw, table.vectors, trials.enrol, trials.test, cohort, top_n=top_n)
+        result.scores["as_norm"] = normalised
+        result.metrics["as_norm"] = verification_metrics(normalised, trials.labels)
+        result.normalisation = "s-norm" if top_n is None else f"as-norm top-{top_n}"
+    return result
+
+
+def write_outputs(result: VerificationResult, output_folder: PathLike, system: str = "") -> Dict:
+    """Writes ``scores_<kind>.txt``, ``det.png`` and ``results.json``; returns the JSON dict.
+
+    ``results.json`` holds the raw-score metrics at top level (``EER`` in percent,
+    ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``), and the normalised ones under ``"as_norm"``.
+    """
+    folder = os.fspath(output_folder)
+    os.makedirs(folder, exist_ok=True)
+    for kind, scores in result.scores.items():
+        write_trials(result.trials, os.path.join(folder, f"scores_{kind}.txt"), scores)
+    curves = {
+        f"{system} {kind}".strip(): (scores, result.trials.labels)
+        for kind, scores in result.scores.items()
+    }
+    plot_det(curves, os.path.join(folder, "det.png"), title=system)
+    summary: Dict = dict(result.metrics["raw"])
+    summary["normalisation"] = result.normalisation
+    if "as_norm" in result.metrics:
+        summary["as_norm"] = result.metrics["as_norm"]
+    with open(os.path.join(folder, "results.json"), "w", encoding="utf-8") as fout:
+        json.dump(summary, fout, indent=2)
+    return summary
+
+
+def results_line(result: VerificationResult) -> str:
+    """One line for the console: EER and minDCF, raw and normalised."""
+    parts = []
+    for kind, metrics in result.metrics.items():
+        parts.append(
+            f"{kind}: EER {metrics['EER']:.2f}% minDCF(0.01) {metrics['minDCF_0.01']:.3f} "
+            f"minDCF(0.05) {metrics['minDCF_0.05']:.3f}"
+        )
+    return f"{len(result.trials)} trials | " + " | ".join(parts)
