@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional
 from speechbrain.dataio import audio_io
 
-from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.errors import DataError, PathLike, first_line
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".sph")
 
@@ -46,7 +46,7 @@ def audio_info(path: PathLike) -> AudioInfo:
     try:
         info = audio_io.info(path)
     except Exception as error:  # the decoder's own exception types vary by format
-        raise DataError(f"cannot read audio ({_first_line(error)})", path) from None
+        raise DataError(f"cannot read audio ({first_line(error)})", path) from None
     if info.frames <= 0 or info.sample_rate <= 0:
         raise DataError("audio file is empty", path)
     return AudioInfo(int(info.frames), int(info.sample_rate), int(info.channels))
@@ -106,7 +106,7 @@ def load_audio(
             path, frame_offset=native_offset, num_frames=native_frames, dtype=torch.float32
         )
     except Exception as error:
-        raise DataError(f"cannot decode audio ({_first_line(error)})", path) from None
+        raise DataError(f"cannot decode audio ({first_line(error)})", path) from None
     signal = signal.mean(dim=0)
     if info.sample_rate != sample_rate:
         signal = torchaudio.functional.resample(signal, info.sample_rate, sample_rate)
@@ -115,9 +115,3 @@ def load_audio(
     if signal.numel() == 0:
         raise DataError("audio segment is empty", path)
     return signal
-
-
-def _first_line(error: Exception) -> str:
-    """A decoder's message without its traceback noise."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from speechbrain.nnet.losses import AdditiveAngularMargin
+
 from speechbrain_dino.dino import (
     diagnose_collapse,
     ema_update_,
@@ -29,7 +31,7 @@ from speechbrain_dino.dino import (
     unwrap_parallel,
 )
 from speechbrain_dino.export import export_pretrained
-from speechbrain_dino.schedules import DINOSchedule, ScheduleValues
+from speechbrain_dino.schedules import DINOSchedule, FineTuneSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class EncoderBrain(sb.Brain):
         super().__init__(*args, **kwargs)
         self.steps_per_epoch: Optional[int] = None
         self.schedule: Optional[DINOSchedule] = None
-        self.current: Optional[ScheduleValues] = None
+        self.current = None  # the schedule's values at the current step (a NamedTuple)
         self.epoch_sums: Dict[str, float] = defaultdict(float)
         self.epoch_batches = 0
 
@@ -188,9 +190,9 @@ class EncoderBrain(sb.Brain):
         meta = {"epoch": epoch, "steps": self.optimizer_step}
         if self.current is not None:
             meta.update(
-                lr=self.current.lr,
-                teacher_momentum=self.current.teacher_momentum,
-                teacher_temperature=self.current.teacher_temperature,
+                (key, value)
+                for key, value in self.current._asdict().items()
+                if isinstance(value, float)
             )
         self.hparams.train_logger.log_stats(
             stats_meta=meta, train_stats=train_stats, valid_stats=valid_stats or None
@@ -348,3 +350,79 @@ class ContrastiveBrain(EncoderBrain):
     def exported_encoder(self) -> nn.Module:
         """The trained encoder."""
         return unwrap_parallel(self.modules.student)
+
+
+def set_aam_margin(loss: AdditiveAngularMargin, margin: float) -> None:
+    """Changes an ``AdditiveAngularMargin``'s margin (it caches cos/sin of it at construction)."""
+    loss.margin = margin
+    loss.cos_m = math.cos(margin)
+    loss.sin_m = math.sin(margin)
+    loss.th = math.cos(math.pi - margin)
+    loss.mm = math.sin(math.pi - margin) * margin
+
+
+class AAMBrain(EncoderBrain):
+    """Speaker-classification fine-tuning with AAM-softmax on (pseudo-)labels, in two phases.
+
+    Modules: ``embedding_model`` (initialised from a DINO or previous-round ``pretrained/``),
+    ``classifier`` (SpeechBrain's cosine ``Classifier``). ``hparams.compute_cost`` is
+    ``LogSoftmaxWrapper(AdditiveAngularMargin(...))``; ``hparams.head_submodules`` names the
+    encoder's embedding layer(s), trained alone with the classifier during the first phase
+    (see :class:`~speechbrain_dino.schedules.FineTuneSchedule`). Batches carry ``sig`` ``[B, T]``
+    random crops and ``spk_id_encoded`` ``[B, 1]``.
+    """
+
+    trained_module_names = ["embedding_model", "classifier"]
+
+    def build_schedule(self) -> FineTuneSchedule:
+        """Two-phase LR, frozen backbone, margin warm-up, from ``hparams.schedule``."""
+        if self.steps_per_epoch is None:
+            raise RuntimeError("the schedule needs the training loader (call fit())")
+        return FineTuneSchedule.from_epochs(
+            epochs=self.hparams.number_of_epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            **self.hparams.schedule,
+        )
+
+    def backbone_parameters(self) -> List[nn.Parameter]:
+        """Encoder parameters outside ``head_submodules`` (frozen in the first phase)."""
+        encoder = unwrap_parallel(self.modules.embedding_model)
+        return [
+            parameter
+            for name, child in encoder.named_children()
+            if name not in self.hparams.head_submodules
+            for parameter in child.parameters()
+        ]
+
+    def on_fit_batch_start(self, batch, should_step: bool) -> None:
+        """LR, weight decay and AAM margin of this step."""
+        super().on_fit_batch_start(batch, should_step)
+        set_aam_margin(self.hparams.compute_cost.loss_fn, self.current.margin)
+
+    def compute_forward(self, batch, stage):
+        """Crops -> (AAM logits ``[B, 1, C]``, embeddings ``[B, 1, D]``)."""
+        batch = batch.to(self.device)
+        wavs = batch.sig.data
+        wavs = self.augmented(wavs, stage, wavs.shape[0])
+        embeddings = self.modules.embedding_model(self.features(wavs))
+        return self.modules.classifier(embeddings), embeddings
+
+    def compute_objectives(self, predictions, batch, stage):
+        """AAM-softmax loss; records training accuracy and the embedding spread."""
+        logits, embeddings = predictions
+        targets = batch.spk_id_encoded.data
+        loss = self.hparams.compute_cost(logits, targets)
+        if stage == sb.Stage.TRAIN:
+            accuracy = (logits.squeeze(1).argmax(dim=-1) == targets.view(-1)).float().mean()
+            self.record({"accuracy": accuracy, "embedding_spread": embedding_spread(embeddings.detach())})
+        return loss
+
+    def before_optimizer_step(self) -> None:
+        """First phase: the backbone gets no update (gradients dropped, so AdamW skips it)."""
+        if self.current is not None and self.current.backbone_frozen:
+            for parameter in self.backbone_parameters():
+                parameter.grad = None
+
+    def exported_encoder(self) -> nn.Module:
+        """The fine-tuned encoder."""
+        return unwrap_parallel(self.modules.embedding_model)

@@ -37,3 +37,9 @@ class DataError(ValueError):
             where = self.path if row is None else f"{self.path}, line {row}"
             where += ": "
         super().__init__(where + message)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first message line (a library's message without its traceback noise)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -14,12 +14,12 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import yaml
 
-from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.errors import DataError, PathLike, first_line
 
 FBANK_CLASS = "speechbrain.lobes.features.Fbank"
 NORM_CLASS = "speechbrain.processing.features.InputNormalization"
@@ -132,7 +132,12 @@ def export_pretrained(
             )
         state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
         torch.save(state, os.path.join(staging, ENCODER_FILE))
-        info = {"encoder_class": encoder_class, "sample_rate": int(sample_rate)}
+        info = {
+            "encoder_class": encoder_class,
+            "encoder_kwargs": dict(encoder_kwargs),
+            "fbank_kwargs": dict(fbank_kwargs),
+            "sample_rate": int(sample_rate),
+        }
         info.update(metadata or {})
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
             json.dump(_plain(info), fout, indent=2)
@@ -152,3 +157,28 @@ def read_metadata(folder: PathLike) -> Dict[str, Any]:
         return {}
     with open(path, encoding="utf-8") as fin:
         return json.load(fin)
+
+
+def load_pretrained_encoder(folder: PathLike) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """Re-creates an exported encoder with its weights, to fine-tune it (next training stage).
+
+    Returns
+    -------
+    (encoder, metadata)
+        The module (train mode) and the folder's metadata, whose ``encoder_class``,
+        ``encoder_kwargs``, ``fbank_kwargs`` and ``sample_rate`` describe its front end.
+    """
+    metadata = read_metadata(folder)
+    if "encoder_kwargs" not in metadata:
+        raise DataError(
+            f"no {METADATA_FILE} with the encoder architecture: not a folder exported by "
+            "speechbrain-dino",
+            folder,
+        )
+    encoder = instantiate(metadata["encoder_class"], metadata["encoder_kwargs"])
+    weights = os.path.join(os.fspath(folder), ENCODER_FILE)
+    try:
+        encoder.load_state_dict(torch.load(weights, map_location="cpu"))
+    except (OSError, RuntimeError) as error:
+        raise DataError(f"cannot load encoder weights ({first_line(error)})", weights) from None
+    return encoder, metadata

@@ -17,6 +17,13 @@ import torch
 APPLY_WEIGHT_DECAY = "apply_weight_decay"
 
 
+def set_lr_and_weight_decay(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
+    """LR on every parameter group; weight decay on decayed groups, 0 on those marked otherwise."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = weight_decay if group.get(APPLY_WEIGHT_DECAY, True) else 0.0
+
+
 def linear_warmup(step: int, start: float, end: float, warmup_steps: int) -> float:
     """Linear ramp from ``start`` (step 0) to ``end`` (step ``warmup_steps`` and after).
 
@@ -142,7 +149,87 @@ class DINOSchedule:
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> ScheduleValues:
         """Sets LR on every group and weight decay on decayed groups (0 elsewhere); returns the values."""
         values = self.values(step)
-        for group in optimizer.param_groups:
-            group["lr"] = values.lr
-            group["weight_decay"] = values.weight_decay if group.get(APPLY_WEIGHT_DECAY, True) else 0.0
+        set_lr_and_weight_decay(optimizer, values.lr, values.weight_decay)
+        return values
+
+
+class FineTuneValues(NamedTuple):
+    """Scheduled quantities of AAM fine-tuning at one step."""
+
+    lr: float
+    weight_decay: float
+    margin: float
+    backbone_frozen: bool
+
+
+@dataclass(frozen=True)
+class FineTuneSchedule:
+    """Two-phase AAM-softmax fine-tuning on pseudo-labels (the authors' recipe, PAPER.md).
+
+    Phase 1 (``frozen_steps``): only the embedding layer and the classifier learn (the backbone's
+    gradients are dropped), LR ``head_lr`` with linear warm-up then cosine to ``final_lr``.
+    Phase 2: the whole network, LR ``full_lr`` (lower) cosine to ``final_lr``. The AAM margin
+    rises linearly from 0 to ``margin`` over ``margin_warmup_steps`` (margin warm-up).
+
+    Arguments
+    ---------
+    total_steps, frozen_steps, warmup_steps, margin_warmup_steps : int
+        Step counts (see :meth:`from_epochs`).
+    head_lr, full_lr, final_lr : float
+        Peak LRs of the two phases and the final LR of both.
+    weight_decay : float
+        On the decayed parameter groups (not biases and norms).
+    margin : float
+        AAM margin after warm-up. Paper: 0.2 (scale 30 is set on the loss).
+    """
+
+    total_steps: int
+    frozen_steps: int = 0
+    head_lr: float = 0.002
+    full_lr: float = 0.0005
+    final_lr: float = 1e-6
+    warmup_steps: int = 0
+    weight_decay: float = 1e-4
+    margin: float = 0.2
+    margin_warmup_steps: int = 0
+
+    @classmethod
+    def from_epochs(
+        cls,
+        epochs: int,
+        steps_per_epoch: int,
+        frozen_epochs: float = 0,
+        warmup_epochs: float = 0,
+        margin_warmup_epochs: float = 0,
+        **values: float,
+    ) -> "FineTuneSchedule":
+        """Builds the schedule from epoch counts."""
+        return cls(
+            total_steps=epochs * steps_per_epoch,
+            frozen_steps=min(round(frozen_epochs * steps_per_epoch), epochs * steps_per_epoch),
+            warmup_steps=round(warmup_epochs * steps_per_epoch),
+            margin_warmup_steps=round(margin_warmup_epochs * steps_per_epoch),
+            **values,
+        )
+
+    def values(self, step: int) -> FineTuneValues:
+        """All scheduled quantities at global optimiser step ``step`` (0-based)."""
+        frozen = step < self.frozen_steps
+        if frozen:
+            lr = cosine_schedule(step, self.head_lr, self.final_lr, self.frozen_steps, self.warmup_steps)
+        else:
+            lr = cosine_schedule(
+                step - self.frozen_steps,
+                self.full_lr,
+                self.final_lr,
+                self.total_steps - self.frozen_steps,
+                0 if self.frozen_steps else self.warmup_steps,
+            )
+        margin = linear_warmup(step, 0.0, self.margin, self.margin_warmup_steps)
+        return FineTuneValues(lr, self.weight_decay, margin, frozen)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> FineTuneValues:
+        """Sets LR on every group and weight decay on decayed groups; returns the values."""
+        values = self.values(step)
+        set_lr_and_weight_decay(optimizer, values.lr, values.weight_decay)
         return values
