@@ -78,7 +78,15 @@ class EncoderBrain(sb.Brain):
 
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """Also records the number of optimiser steps per epoch (after DDP sharding)."""
+        """Also records the number of optimiser steps per epoch (after DDP sharding).
+
+        The training loader gets its own ``torch.Generator``: creating a loader iterator draws a
+        worker seed from it instead of from the global generator that crops and augmentation use,
+        so a run resumed mid-epoch continues on exactly the random stream of an uninterrupted run
+        (exactly with ``num_workers: 0``; worker processes restart with new seeds otherwise).
+        """
+        if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs:
+            loader_kwargs["generator"] = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:
             self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)

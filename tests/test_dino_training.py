@@ -1,0 +1,85 @@
+"""DINO training through the recipe: resume after a kill, and 2-process CPU DDP."""
+import glob
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dino_setup import TINY_OVERRIDES, tone_corpus
+from speechbrain_dino.brains import DINOBrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = os.path.join(REPO, "recipes", "train_dino.py")
+DEMO_YAML = os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml")
+
+
+def load_recipe_module():
+    spec = importlib.util.spec_from_file_location("train_dino_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_recipe(train_csv, output_folder, *extra):
+    load_recipe_module().main(
+        [DEMO_YAML, f"--train_csv={train_csv}", f"--output_folder={output_folder}", *TINY_OVERRIDES, *extra]
+    )
+
+
+def final_weights(output_folder):
+    return torch.load(os.path.join(output_folder, "pretrained", "embedding_model.ckpt"))
+
+
+class Killed(Exception):
+    """Stands for the process being killed mid-epoch."""
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
+    run_recipe(train_csv, tmp_path / "straight", "--number_of_epochs=2")
+
+    original = DINOBrain.on_fit_batch_end
+    steps = {"done": 0}
+
+    def kill_after_four_steps(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        steps["done"] += 1
+        if steps["done"] == 5:  # an intra-epoch checkpoint was written after step 4
+            raise Killed()
+
+    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_after_four_steps)
+    with pytest.raises(Killed):
+        run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
+    assert not os.path.exists(tmp_path / "killed" / "pretrained")
+    intra = [c for c in glob.glob(str(tmp_path / "killed" / "save" / "CKPT*"))]
+    assert intra, "no checkpoint was written before the kill"
+    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", original)
+    run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
+
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    log = (tmp_path / "killed" / "train_log.txt").read_text()
+    assert "epoch: 2, steps: 6" in log
+
+
+def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    output = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+        RECIPE, DEMO_YAML, f"--train_csv={train_csv}", f"--output_folder={output}",
+        "--number_of_epochs=1", "--distributed_backend=gloo", "--device=cpu", *TINY_OVERRIDES,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoints = glob.glob(str(output / "save" / "CKPT*"))
+    assert len(checkpoints) == 1
+    # each rank saw half the data: 8 utterances / 2 ranks / batch 4 = 1 step
+    assert "epoch: 1, steps: 1" in (output / "train_log.txt").read_text()
+    assert (output / "pretrained" / "embedding_model.ckpt").is_file()
