@@ -107,7 +107,7 @@ def load_audio(
         )
     except Exception as error:
         raise DataError(f"cannot decode audio ({first_line(error)})", path) from None
-    signal = signal.mean(dim=0)
+    signal = signal[0] if signal.shape[0] == 1 else signal.mean(dim=0)
     if info.sample_rate != sample_rate:
         signal = torchaudio.functional.resample(signal, info.sample_rate, sample_rate)
         if num_frames >= 0:
