@@ -7,35 +7,19 @@
 Works with our ``pretrained/`` folders and with SpeechBrain's own speaker models (any folder
 ``EncoderClassifier.from_hparams`` loads). Writes ``results.json`` (``EER`` in percent,
 ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``; normalised metrics under ``as_norm``), per-trial
-score files and ``det.png``, and prints one results line.
+score files and ``det.png`` (all systems), and prints one results line per system. Baselines named
+in ``baselines`` (``mfcc_stats``, ``random_init``) are scored on the same trials.
 """
 import os
 import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.embeddings import extract_embeddings
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+from speechbrain_dino.recipe_utils import exit_on_data_error, extraction_options, load_recipe
 from speechbrain_dino.scoring import speaker_means
+from speechbrain_dino.systems import checked_baselines, system_embeddings
 from speechbrain_dino.verification import results_line, verify, write_outputs
-
-
-def embed(hparams, run_opts, csv_path, cache_name, required):
-    """(rows, EmbeddingTable) of a manifest, cached in the output folder."""
-    rows = read_manifest(csv_path, required=required)
-    table = extract_embeddings(
-        hparams["pretrained_path"],
-        rows,
-        cache_path=os.path.join(hparams["output_folder"], cache_name),
-        device=run_opts.get("device", "cpu"),
-        sample_rate=hparams["sample_rate"],
-        resample=hparams["resample"],
-        max_batch_seconds=hparams["max_batch_seconds"],
-        chunk_seconds=hparams["chunk_seconds"],
-        num_workers=hparams["num_workers"],
-    )
-    return rows, table
 
 
 @exit_on_data_error
@@ -49,17 +33,26 @@ def main(argv):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    _, table = embed(hparams, run_opts, hparams["test_csv"], "test_embeddings.npz", ("ID", "duration", "wav"))
-    cohort = None
+    test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"))
+    cohort_rows = None
     if hparams.get("cohort_csv"):
-        rows, cohort_table = embed(
-            hparams, run_opts, hparams["cohort_csv"], "cohort_embeddings.npz", ("ID", "duration", "wav", "spk_id")
-        )
-        cohort, _ = speaker_means(cohort_table.vectors, [row["spk_id"] for row in rows])
-    result = verify(table, hparams["trials"], cohort=cohort, top_n=hparams["as_norm_top_n"])
-    write_outputs(result, hparams["output_folder"], system=hparams["system_name"])
-    print(f"verification | {hparams['system_name']} | {results_line(result)}")
+        cohort_rows = read_manifest(hparams["cohort_csv"], required=("ID", "duration", "wav", "spk_id"))
+    options = extraction_options(hparams, run_opts)
+    results = {}
+    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"])]:
+        def embed(rows, cache_name):
+            return system_embeddings(
+                name, hparams["pretrained_path"], rows, hparams["output_folder"], cache_name,
+                options, seed=hparams["seed"],
+            )
 
+        cohort = None
+        if cohort_rows is not None:
+            cohort_table = embed(cohort_rows, "cohort")
+            cohort, _ = speaker_means(cohort_table.vectors, [row["spk_id"] for row in cohort_rows])
+        results[name] = verify(embed(test_rows, "test"), hparams["trials"], cohort, hparams["as_norm_top_n"])
+        print(f"verification | {name} | {results_line(results[name])}")
+    write_outputs(results, hparams["output_folder"], main=hparams["system_name"])
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -182,3 +182,22 @@ def load_pretrained_encoder(folder: PathLike) -> Tuple[torch.nn.Module, Dict[str
     except (OSError, RuntimeError) as error:
         raise DataError(f"cannot load encoder weights ({first_line(error)})", weights) from None
     return encoder, metadata
+
+
+def export_random_init(like: PathLike, folder: PathLike, seed: int = 0) -> str:
+    """Exports an untrained encoder of the same architecture as ``like`` (a baseline system)."""
+    metadata = read_metadata(like)
+    if "encoder_kwargs" not in metadata:
+        raise DataError("no encoder architecture recorded (not exported by speechbrain-dino)", like)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = instantiate(metadata["encoder_class"], metadata["encoder_kwargs"]).eval()
+    return export_pretrained(
+        folder,
+        encoder,
+        metadata["encoder_class"],
+        metadata["encoder_kwargs"],
+        metadata["fbank_kwargs"],
+        metadata["sample_rate"],
+        metadata={"stage": "random_init", "seed": seed, "architecture_of": os.path.abspath(os.fspath(like))},
+    )

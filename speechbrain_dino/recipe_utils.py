@@ -75,3 +75,15 @@ def load_recipe(
         raise DataError(f"required setting(s) {missing} are empty: pass {flags}", hparams_file)
     return hparams_file, run_opts, overrides, hparams
 
+
+
+def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
+    """Keyword arguments of ``extract_embeddings`` from an evaluation YAML and the run options."""
+    return {
+        "device": run_opts.get("device", "cpu"),
+        "sample_rate": hparams["sample_rate"],
+        "resample": hparams["resample"],
+        "max_batch_seconds": hparams["max_batch_seconds"],
+        "chunk_seconds": hparams["chunk_seconds"],
+        "num_workers": hparams["num_workers"],
+    }

@@ -66,25 +66,29 @@ def verify(
     return result
 
 
-def write_outputs(result: VerificationResult, output_folder: PathLike, system: str = "") -> Dict:
-    """Writes ``scores_<kind>.txt``, ``det.png`` and ``results.json``; returns the JSON dict.
+def write_outputs(results: Dict[str, VerificationResult], output_folder: PathLike, main: str) -> Dict:
+    """Writes score files, ``det.png`` (all systems) and ``results.json``; returns the JSON dict.
 
-    ``results.json`` holds the raw-score metrics at top level (``EER`` in percent,
-    ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``), and the normalised ones under ``"as_norm"``.
+    ``results.json`` holds the main system's raw-score metrics at top level (``EER`` in percent,
+    ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``), its normalised ones under ``"as_norm"``, and
+    every other system's metrics under ``"baselines"``. Per-trial scores go to
+    ``scores_<system>_<kind>.txt``.
     """
     folder = os.fspath(output_folder)
     os.makedirs(folder, exist_ok=True)
-    for kind, scores in result.scores.items():
-        write_trials(result.trials, os.path.join(folder, f"scores_{kind}.txt"), scores)
-    curves = {
-        f"{system} {kind}".strip(): (scores, result.trials.labels)
-        for kind, scores in result.scores.items()
+    curves = {}
+    for system, result in results.items():
+        for kind, scores in result.scores.items():
+            write_trials(result.trials, os.path.join(folder, f"scores_{system}_{kind}.txt"), scores)
+            curves[f"{system} ({kind})"] = (scores, result.trials.labels)
+    plot_det(curves, os.path.join(folder, "det.png"), title="speaker verification")
+    summary: Dict = dict(results[main].metrics["raw"])
+    summary["normalisation"] = results[main].normalisation
+    if "as_norm" in results[main].metrics:
+        summary["as_norm"] = results[main].metrics["as_norm"]
+    summary["baselines"] = {
+        system: result.metrics for system, result in results.items() if system != main
     }
-    plot_det(curves, os.path.join(folder, "det.png"), title=system)
-    summary: Dict = dict(result.metrics["raw"])
-    summary["normalisation"] = result.normalisation
-    if "as_norm" in result.metrics:
-        summary["as_norm"] = result.metrics["as_norm"]
     with open(os.path.join(folder, "results.json"), "w", encoding="utf-8") as fout:
         json.dump(summary, fout, indent=2)
     return summary
