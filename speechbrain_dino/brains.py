@@ -67,6 +67,8 @@ class EncoderBrain(sb.Brain):
 
     #: Modules whose parameters the optimiser updates.
     trained_module_names: List[str] = []
+    #: Schedule values written to the epoch log.
+    logged_schedule_values: List[str] = ["lr", "weight_decay"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -197,11 +199,7 @@ class EncoderBrain(sb.Brain):
         valid_stats = self.validate()
         meta = {"epoch": epoch, "steps": self.optimizer_step}
         if self.current is not None:
-            meta.update(
-                (key, value)
-                for key, value in self.current._asdict().items()
-                if isinstance(value, float)
-            )
+            meta.update((key, getattr(self.current, key)) for key in self.logged_schedule_values)
         self.hparams.train_logger.log_stats(
             stats_meta=meta, train_stats=train_stats, valid_stats=valid_stats or None
         )
@@ -261,6 +259,7 @@ class DINOBrain(EncoderBrain):
     """
 
     trained_module_names = ["student", "student_head"]
+    logged_schedule_values = ["lr", "weight_decay", "teacher_momentum", "teacher_temperature"]
 
     def on_fit_start(self) -> None:
         """Teacher := student, frozen for the optimiser; then schedule, DDP, optimiser, recovery."""
@@ -381,6 +380,7 @@ class AAMBrain(EncoderBrain):
     """
 
     trained_module_names = ["embedding_model", "classifier"]
+    logged_schedule_values = ["lr", "weight_decay", "margin"]
 
     def build_schedule(self) -> FineTuneSchedule:
         """Two-phase LR, frozen backbone, margin warm-up, from ``hparams.schedule``."""
