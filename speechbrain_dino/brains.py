@@ -254,8 +254,11 @@ class DINOBrain(EncoderBrain):
     and ``teacher_head`` (same architectures; initialised from the student, never trained by the
     optimiser), ``dino_loss`` (:class:`~speechbrain_dino.dino.DINOLoss`, holds the centre).
     The exported (and evaluated) embedding is the teacher backbone's, as in the paper.
-    The teacher runs in eval mode: its BatchNorm statistics are the EMA of the student's
-    (``ema_update_`` averages float buffers), so its targets do not depend on the batch.
+    The teacher runs in train mode like the student (BatchNorm on batch statistics), as in DINO:
+    in eval mode its running statistics, an EMA at momentum >= 0.995, lag the activations for
+    hundreds of steps and the teacher then maps every crop to nearly the same output, which
+    collapses training to uniform targets. Its running statistics (updated by its own forward
+    passes and averaged with the student's by ``ema_update_``) serve the exported encoder.
     """
 
     trained_module_names = ["student", "student_head"]
@@ -280,8 +283,6 @@ class DINOBrain(EncoderBrain):
         )
         student_logits = self.modules.student_head(student_embeddings)
         with torch.no_grad():
-            self.modules.teacher.eval()
-            self.modules.teacher_head.eval()
             teacher_embeddings = self.modules.teacher(global_feats)
             teacher_logits = self.modules.teacher_head(teacher_embeddings)
         return student_logits, teacher_logits, teacher_embeddings
