@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Time to score 1M verification trials (cosine, AS-norm) and compute EER / minDCF.
+
+    python bench/scoring_speed.py [--trials 1000000] [--utterances 20000] [--cohort 6000]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import write_result  # noqa: E402
+
+from speechbrain_dino.scoring import as_norm, cosine_scores  # noqa: E402
+from speechbrain_dino.verification_metrics import verification_metrics  # noqa: E402
+
+
+def timed(function, *args, **kwargs):
+    start = time.perf_counter()
+    out = function(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=1_000_000)
+    parser.add_argument("--utterances", type=int, default=20_000)
+    parser.add_argument("--cohort", type=int, default=6_000)
+    parser.add_argument("--dim", type=int, default=192)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    speakers = rng.integers(0, 1000, args.utterances)
+    centres = rng.standard_normal((1000, args.dim)).astype(np.float32)
+    embeddings = centres[speakers] + 1.5 * rng.standard_normal((args.utterances, args.dim)).astype(np.float32)
+    cohort = rng.standard_normal((args.cohort, args.dim)).astype(np.float32)
+    enrol = rng.integers(0, args.utterances, args.trials)
+    test = rng.integers(0, args.utterances, args.trials)
+    labels = (speakers[enrol] == speakers[test]).astype(np.int8)
+    labels[: args.trials // 100] = 1  # make sure both classes are present
+    scores, cosine_seconds = timed(cosine_scores, embeddings, enrol, test)
+    _, norm_seconds = timed(as_norm, scores, embeddings, enrol, test, cohort, top_n=300)
+    _, metric_seconds = timed(verification_metrics, scores, labels)
+    lines = [
+        f"{args.trials:,} trials over {args.utterances:,} embeddings of {args.dim} dims, cohort {args.cohort:,}.",
+        "",
+        "| step | wall s |",
+        "|---|---|",
+        f"| cosine scores | {cosine_seconds:.2f} |",
+        f"| AS-norm (top 300 per side) | {norm_seconds:.2f} |",
+        f"| EER + minDCF(0.01, 0.05) | {metric_seconds:.2f} |",
+        f"| total with AS-norm | {cosine_seconds + norm_seconds + metric_seconds:.2f} |",
+    ]
+    print(write_result("scoring_speed", "python " + " ".join(sys.argv), lines))
+
+
+if __name__ == "__main__":
+    main()
