@@ -17,14 +17,13 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.utils.data_pipeline import provides, takes
-from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.crops import random_crop_pipeline
 from speechbrain_dino.dataio import dataset_from_rows
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import FBANK_CLASS, instantiate, load_pretrained_encoder
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
 
 
 def labelled_rows(csv_path):
@@ -93,29 +92,12 @@ def main(argv):
     train_data, label_encoder = dataio_prep(hparams, rows)
     attach_models(hparams, len(label_encoder))
 
-    brain = hparams["brain_class"](
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-    )
-    run_on_main(
-        brain.export,
-        args=[os.path.join(hparams["output_folder"], "pretrained")],
-        kwargs={
-            "metadata": {
-                "train_csv": os.path.abspath(hparams["train_csv"]),
-                "init_from": os.path.abspath(hparams["init_from"]),
-                "n_speakers": len(label_encoder),
-            }
-        },
-    )
+    metadata = {
+        "train_csv": os.path.abspath(hparams["train_csv"]),
+        "init_from": os.path.abspath(hparams["init_from"]),
+        "n_speakers": len(label_encoder),
+    }
+    fit_and_export(hparams, run_opts, train_data, metadata)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import os
 import sys
 
 import speechbrain as sb
-from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.crops import multicrop_pipeline
 from speechbrain_dino.dataio import dataset_from_manifest
-from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
 from speechbrain_dino.validation import TrialValidator
 
 
@@ -46,23 +45,7 @@ def main(argv):
             hparams["valid_csv"], hparams["valid_trials"], sample_rate=hparams["sample_rate"]
         )
 
-    brain = hparams["brain_class"](
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-    )
-    run_on_main(
-        brain.export,
-        args=[os.path.join(hparams["output_folder"], "pretrained")],
-        kwargs={"metadata": {"train_csv": os.path.abspath(hparams["train_csv"])}},
-    )
+    fit_and_export(hparams, run_opts, train_data, metadata={"train_csv": os.path.abspath(hparams["train_csv"])})
 
 
 if __name__ == "__main__":

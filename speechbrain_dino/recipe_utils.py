@@ -15,6 +15,7 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.errors import DataError
 
@@ -87,3 +88,37 @@ def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
         "chunk_seconds": hparams["chunk_seconds"],
         "num_workers": hparams["num_workers"],
     }
+
+
+def fit_and_export(hparams: Dict, run_opts: Dict, train_data, metadata: Dict) -> None:
+    """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``.
+
+    Arguments
+    ---------
+    hparams : dict
+        A training YAML: ``brain_class``, ``modules``, ``opt_class``, ``checkpointer``,
+        ``epoch_counter``, ``train_dataloader_opts``, ``output_folder``.
+    run_opts : dict
+        SpeechBrain run options (device, DDP, precision, checkpoint interval...).
+    train_data : DynamicItemDataset
+        The training set.
+    metadata : dict
+        Provenance written beside the exported encoder.
+    """
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        train_data,
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+    )
+    run_on_main(
+        brain.export,
+        args=[os.path.join(hparams["output_folder"], "pretrained")],
+        kwargs={"metadata": metadata},
+    )
