@@ -1,13 +1,16 @@
-"""DINO learns speaker information without labels: a short CPU run on the synthetic corpus.
+"""Learning without labels, then with labels: short CPU runs on the synthetic corpus.
 
-Loss falls, no collapse is reported, and the teacher's embedding separates held-out speakers
-better than the same architecture untrained (EER on all cross-emotion pairs of held-out speakers).
+One small DINO run is shared by the tests of this module. DINO must lower its loss without
+collapse and separate held-out speakers better than the untrained architecture; AAM fine-tuning
+from it on the true training labels must then do better still (EER on all cross-emotion pairs of
+speakers held out of both trainings).
 """
 import importlib.util
 import os
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from speechbrain_dino.embeddings import extract_embeddings
@@ -19,7 +22,7 @@ from speechbrain_dino.trial_generation import generate_trials
 from speechbrain_dino.verification_metrics import verification_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = [
+SMALL_DINO = [
     "--encoder_kwargs={channels: [64, 64, 64, 64, 192], attention_channels: 32, se_channels: 32, lin_neurons: 96}",
     "--embedding_dim=96",
     "--n_prototypes=256",
@@ -29,6 +32,20 @@ SMALL = [
     "--number_of_epochs=10",
     "--noprogressbar",
 ]
+SMALL_AAM = [
+    "--crop_seconds=1.5",
+    "--batch_size=16",
+    "--number_of_epochs=6",
+    "--schedule={frozen_epochs: 1, margin_warmup_epochs: 2}",
+    "--noprogressbar",
+]
+
+
+def run_recipe(name, hparams, *args):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([os.path.join(REPO, "hparams", "demo", hparams), *args])
 
 
 def eer(pretrained, rows, trials):
@@ -36,31 +53,45 @@ def eer(pretrained, rows, trials):
     return verification_metrics(cosine_scores(vectors, trials.enrol, trials.test), trials.labels)["EER"]
 
 
-def test_dino_beats_random_init_on_held_out_speakers(tmp_path):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Corpus split by speaker, and a DINO run on the training speakers."""
     torch.set_num_threads(1)
-    rows = generate_corpus(tmp_path / "corpus", speakers=24, utterances=8, emotions=2, seed=3,
+    folder = tmp_path_factory.mktemp("learning")
+    rows = generate_corpus(folder / "corpus", speakers=24, utterances=8, emotions=2, seed=3,
                            min_seconds=2.0, max_seconds=3.0)
     train = [row for row in rows if int(row["spk_id"][3:]) < 16]
     held_out = [row for row in rows if int(row["spk_id"][3:]) >= 16]
-    write_manifest(train, tmp_path / "train.csv")
-    spec = importlib.util.spec_from_file_location("train_dino", os.path.join(REPO, "recipes", "train_dino.py"))
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    recipe.main([os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml"), f"--train_csv={tmp_path / 'train.csv'}",
-                 f"--output_folder={tmp_path / 'dino'}", *SMALL])
+    write_manifest(train, folder / "train.csv")
+    run_recipe("train_dino", "dino_ecapa.yaml", f"--train_csv={folder / 'train.csv'}",
+               f"--output_folder={folder / 'dino'}", *SMALL_DINO)
+    trials = generate_trials(held_out, cross=["emotion"])
+    return {"folder": folder, "held_out": held_out, "trials": trials,
+            "dino_eer": eer(folder / "dino" / "pretrained", held_out, trials)}
 
-    log = (tmp_path / "dino" / "train_log.txt").read_text()
+
+def test_dino_loss_falls_without_collapse_and_beats_random_init(trained):
+    log = (trained["folder"] / "dino" / "train_log.txt").read_text()
     losses = [float(value) for value in re.findall(r"train loss: ([0-9.]+)", log)]
     assert len(losses) == 10
     assert np.mean(losses[-3:]) < losses[0] - 0.3, losses
     assert "WARNING" not in log, log
     entropy = [float(v) for v in re.findall(r"train teacher_entropy: ([0-9.]+)", log)]
     assert entropy[-1] < 0.9 * np.log(256)
-
-    trials = generate_trials(held_out, cross=["emotion"])
-    trained = eer(tmp_path / "dino" / "pretrained", held_out, trials)
     untrained = [
-        eer(export_random_init(tmp_path / "dino" / "pretrained", tmp_path / f"random{seed}", seed=seed), held_out, trials)
+        eer(export_random_init(trained["folder"] / "dino" / "pretrained", trained["folder"] / f"random{seed}", seed=seed),
+            trained["held_out"], trained["trials"])
         for seed in (0, 1)
     ]
-    assert trained < min(untrained) - 2.0, (trained, untrained)
+    assert trained["dino_eer"] < min(untrained) - 2.0, (trained["dino_eer"], untrained)
+
+
+def test_aam_on_true_labels_beats_the_dino_encoder_it_starts_from(trained):
+    folder = trained["folder"]
+    run_recipe("train_aam", "train_aam.yaml", f"--train_csv={folder / 'train.csv'}",
+               f"--init_from={folder / 'dino' / 'pretrained'}", f"--output_folder={folder / 'aam'}", *SMALL_AAM)
+    log = (folder / "aam" / "train_log.txt").read_text()
+    accuracy = [float(v) for v in re.findall(r"train accuracy: ([0-9.e-]+)", log)]
+    assert accuracy[-1] > accuracy[0]
+    aam_eer = eer(folder / "aam" / "pretrained", trained["held_out"], trained["trials"])
+    assert aam_eer < trained["dino_eer"] - 2.0, (aam_eer, trained["dino_eer"])
