@@ -153,6 +153,18 @@ class EncoderBrain(sb.Brain):
                 wavs.float(), torch.ones(wavs.shape[0], device=wavs.device), rows % batch_size
             )
 
+    def crop_features(self, batch, stage: sb.Stage):
+        """Multi-crop batch -> (global ``[G*B, frames, F]``, local ``[L*B, frames', F]``) features.
+
+        Crops are stacked view-major and, during training, each is augmented independently.
+        """
+        batch = batch.to(self.device)
+        batch_size = batch.global_crops.data.shape[0]
+        return tuple(
+            self.features(self.augmented(views_to_rows(crops.data), stage, batch_size))
+            for crops in (batch.global_crops, batch.local_crops)
+        )
+
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
         """Sets LR and weight decay for this optimiser step."""
         self.current = self.schedule.apply(self.optimizer, self.optimizer_step)
@@ -273,11 +285,7 @@ class DINOBrain(EncoderBrain):
 
     def compute_forward(self, batch, stage):
         """Crops -> (student logits ``[V*B, K]``, teacher logits ``[G*B, K]``, teacher embeddings)."""
-        batch = batch.to(self.device)
-        batch_size = batch.global_crops.data.shape[0]
-        global_wavs = self.augmented(views_to_rows(batch.global_crops.data), stage, batch_size)
-        local_wavs = self.augmented(views_to_rows(batch.local_crops.data), stage, batch_size)
-        global_feats, local_feats = self.features(global_wavs), self.features(local_wavs)
+        global_feats, local_feats = self.crop_features(batch, stage)
         student_embeddings = torch.cat(
             [self.modules.student(global_feats), self.modules.student(local_feats)]
         )
@@ -290,8 +298,7 @@ class DINOBrain(EncoderBrain):
     def compute_objectives(self, predictions, batch, stage):
         """DINO loss; moves the centre and records collapse diagnostics on training batches."""
         student_logits, teacher_logits, teacher_embeddings = predictions
-        temperature = self.current.teacher_temperature if self.current else self.schedule.values(0).teacher_temperature
-        output = self.modules.dino_loss(student_logits, teacher_logits, temperature)
+        output = self.modules.dino_loss(student_logits, teacher_logits, self.current.teacher_temperature)
         if stage == sb.Stage.TRAIN:
             self.modules.dino_loss.update_center(teacher_logits)
             self.record({**output.stats, "embedding_spread": embedding_spread(teacher_embeddings)})
@@ -335,16 +342,8 @@ class ContrastiveBrain(EncoderBrain):
 
     def compute_forward(self, batch, stage):
         """Crops -> (projections ``[V*B, P]``, embeddings, number of views V)."""
-        batch = batch.to(self.device)
-        batch_size = batch.global_crops.data.shape[0]
-        global_wavs = self.augmented(views_to_rows(batch.global_crops.data), stage, batch_size)
-        local_wavs = self.augmented(views_to_rows(batch.local_crops.data), stage, batch_size)
-        embeddings = torch.cat(
-            [
-                self.modules.student(self.features(global_wavs)),
-                self.modules.student(self.features(local_wavs)),
-            ]
-        )
+        global_feats, local_feats = self.crop_features(batch, stage)
+        embeddings = torch.cat([self.modules.student(global_feats), self.modules.student(local_feats)])
         n_views = batch.global_crops.data.shape[1] + batch.local_crops.data.shape[1]
         return self.modules.projection_head(embeddings), embeddings, n_views
 

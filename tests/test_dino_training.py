@@ -83,3 +83,18 @@ def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
     # each rank saw half the data: 8 utterances / 2 ranks / batch 4 = 1 step
     assert "epoch: 1, steps: 1" in (output / "train_log.txt").read_text()
     assert (output / "pretrained" / "embedding_model.ckpt").is_file()
+
+
+def test_contrastive_baseline_trains_and_exports(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)
+    contrastive_yaml = os.path.join(REPO, "hparams", "demo", "contrastive_ecapa.yaml")
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith(("--n_prototypes", "--head_kwargs"))]
+    load_recipe_module().main(
+        [contrastive_yaml, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'c'}",
+         "--number_of_epochs=4", "--projection_kwargs={hidden_size: 64, projection_size: 32}", *tiny]
+    )
+    log = (tmp_path / "c" / "train_log.txt").read_text()
+    losses = [float(line.split("train loss: ")[1].split(",")[0]) for line in log.splitlines()]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert "teacher" not in log
+    assert (tmp_path / "c" / "pretrained" / "embedding_model.ckpt").is_file()
