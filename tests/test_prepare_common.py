@@ -136,3 +136,16 @@ def test_other_sample_rates_need_resample(tmp_path, tone_writer):
     assert float(_ids(tmp_path / "out.csv")["spk--narrow"]["duration"]) == pytest.approx(
         0.75, abs=1e-3
     )
+
+
+def test_a_manifest_the_user_made_is_never_overwritten(tmp_path, tone_writer):
+    tone_writer(str(tmp_path / "data" / "spk1" / "a.wav"), seconds=1.0)
+    own = tmp_path / "mine.csv"
+    own.write_text("ID,duration,wav,spk_id\nhand,1.0,/x.wav,s\n")
+    with pytest.raises(DataError, match="not written by a data preparation"):
+        prepare_folder(tmp_path / "data", own)
+    assert own.read_text() == "ID,duration,wav,spk_id\nhand,1.0,/x.wav,s\n"
+    ours = tmp_path / "ours.csv"
+    prepare_folder(tmp_path / "data", ours)
+    prepare_folder(tmp_path / "data", ours, min_duration=0.1)  # our own output: redone
+    assert len(read_manifest(ours)) == 1

@@ -289,6 +289,13 @@ def run_preparation(
             }
         )
     )
+    if os.path.isfile(save_csv) and not os.path.isfile(_sidecar_path(save_csv)):
+        raise DataError(
+            "exists and was not written by a data preparation (no "
+            f"{os.path.basename(_sidecar_path(save_csv))} beside it); it is left untouched: "
+            "choose another --save_csv or delete it",
+            save_csv,
+        )
     previous = _previous_report(save_csv, recorded_options)
     if previous is not None:
         logger.info("%s: %s was prepared with the same options, skipping", corpus, save_csv)
