@@ -121,8 +121,11 @@ def test_skips_when_unchanged_and_reruns_when_options_change(tmp_path, tone_writ
     changed = prepare_folder(data, save_csv, min_duration=0.25)
     assert changed["reused"] is False and set(_ids(save_csv)) == {"spk--a", "spk--b"}
 
-    os.remove(tmp_path / "out.csv.opts.json")  # a manifest without its options is redone
-    assert prepare_folder(data, save_csv, min_duration=0.25)["reused"] is False
+    os.remove(tmp_path / "out.csv.opts.json")  # without its options it may be the user's: kept
+    before = save_csv.read_text()
+    with pytest.raises(DataError, match="not written by a data preparation"):
+        prepare_folder(data, save_csv, min_duration=0.25)
+    assert save_csv.read_text() == before
 
 
 def test_other_sample_rates_need_resample(tmp_path, tone_writer):
