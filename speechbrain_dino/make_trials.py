@@ -9,6 +9,7 @@ pairs must differ (e.g. ``emotion``); ``--same`` a column non-target pairs must 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -28,8 +29,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--cross", nargs="*", default=[], help="columns target pairs must differ in")
     parser.add_argument("--same", default=None, help="column non-target pairs must share")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
     try:
+        if os.path.exists(args.output) and not args.overwrite:
+            raise DataError("exists; pass --overwrite to replace it", args.output)
         rows = read_manifest(args.manifest, required=("ID", "duration", "wav", "spk_id", *args.cross))
         trials = generate_trials(
             rows, args.n_target, args.n_nontarget, seed=args.seed, cross=args.cross, same_field=args.same

@@ -198,3 +198,22 @@ def test_generation_needs_speakers_and_known_columns():
         generate_trials(corpus_rows(speakers=2, per_speaker=2), 1, 1, cross=("accent",))
     with pytest.raises(DataError, match="no rows"):
         generate_trials([], 1, 1)
+
+
+def test_make_trials_cli_writes_and_never_overwrites(tmp_path):
+    from speechbrain_dino.make_trials import main as make_trials
+    from speechbrain_dino.manifest import write_manifest
+
+    rows = [
+        {"ID": f"s{s}_u{u}", "duration": 1.0, "wav": f"/x/s{s}_u{u}.wav", "spk_id": f"s{s}", "emotion": f"e{u % 2}"}
+        for s in range(3) for u in range(4)
+    ]
+    write_manifest(rows, tmp_path / "m.csv")
+    out = tmp_path / "trials.txt"
+    args = ["--manifest", str(tmp_path / "m.csv"), "--output", str(out), "--cross", "emotion"]
+    assert make_trials(args) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 * 4 + 48  # 4 cross-emotion pairs per speaker + 66 - 18 non-target pairs
+    assert make_trials(args) == 2 and out.read_text().splitlines() == lines
+    assert make_trials([*args, "--overwrite", "--n_target", "2", "--n_nontarget", "2"]) == 0
+    assert len(out.read_text().splitlines()) == 4
