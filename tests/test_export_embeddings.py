@@ -99,3 +99,32 @@ def test_long_utterances_are_chunked_or_cropped():
 def test_non_folder_source_is_rejected_before_any_hub_lookup(tmp_path):
     with pytest.raises(DataError, match="not a pretrained encoder folder"):
         extract_embeddings(tmp_path / "speechbrain/spkrec-ecapa-voxceleb", [{"ID": "a", "duration": "1", "wav": "x"}])
+
+
+DISTRIBUTED_SCRIPT = """
+import json, sys
+import torch.distributed as dist
+from speechbrain_dino.embeddings import extract_embeddings
+dist.init_process_group("gloo")
+rows = json.loads(open(sys.argv[2]).read())
+extract_embeddings(sys.argv[1], rows, cache_path=sys.argv[3], progress=False)
+dist.destroy_process_group()
+"""
+
+
+def test_two_processes_embed_their_shards_and_rank_zero_merges(exported, rows, tmp_path):
+    rows = rows * 1 + [dict(row, ID=row["ID"] + "b") for row in rows] + [dict(rows[0], ID="odd")]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    (tmp_path / "script.py").write_text(DISTRIBUTED_SCRIPT)
+    cache = tmp_path / "ddp.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         str(tmp_path / "script.py"), str(exported), str(tmp_path / "rows.json"), str(cache)],
+        capture_output=True, text=True, timeout=300, env=dict(__import__("os").environ, OMP_NUM_THREADS="1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = EmbeddingTable.load(cache)
+    single = extract_embeddings(exported, rows, progress=False)
+    assert merged.ids == [row["ID"] for row in rows]
+    np.testing.assert_allclose(merged.vectors, single.vectors, rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob("ddp.npz.rank*"))
