@@ -42,7 +42,7 @@ def main(argv):
     labels = [row["emotion"] for row in rows]
     speakers = [row["spk_id"] for row in rows]
     summary = {}
-    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"])]:
+    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:
         table = system_embeddings(
             name, hparams["pretrained_path"], rows, hparams["output_folder"], "embeddings",
             extraction_options(hparams, run_opts), seed=hparams["seed"],

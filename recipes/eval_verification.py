@@ -10,11 +10,11 @@ Works with our ``pretrained/`` folders and with SpeechBrain's own speaker models
 score files and ``det.png`` (all systems), and prints one results line per system. Baselines named
 in ``baselines`` (``mfcc_stats``, ``random_init``) are scored on the same trials.
 """
-import os
 import sys
 
 import speechbrain as sb
 
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, extraction_options, load_recipe
 from speechbrain_dino.scoring import speaker_means
@@ -37,9 +37,13 @@ def main(argv):
     cohort_rows = None
     if hparams.get("cohort_csv"):
         cohort_rows = read_manifest(hparams["cohort_csv"], required=("ID", "duration", "wav", "spk_id"))
+        if len({row["spk_id"] for row in cohort_rows} - {""}) < 2:
+            raise DataError("a cohort needs labelled rows of at least 2 speakers (spk_id)", hparams["cohort_csv"])
+        if hparams["as_norm_top_n"] is not None and hparams["as_norm_top_n"] < 2:
+            raise DataError(f"as_norm_top_n must be >= 2 or null, got {hparams['as_norm_top_n']}")
     options = extraction_options(hparams, run_opts)
     results = {}
-    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"])]:
+    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:
         def embed(rows, cache_name):
             return system_embeddings(
                 name, hparams["pretrained_path"], rows, hparams["output_folder"], cache_name,

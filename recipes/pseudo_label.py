@@ -14,8 +14,10 @@ import os
 import sys
 
 import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.embeddings import extract_embeddings
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.pseudo_labels import pseudo_label, relabel_rows
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
@@ -46,6 +48,11 @@ def main(argv):
         seed=hparams["seed"],
         num_workers=hparams["num_workers"],
     )
+    run_on_main(cluster_and_write, args=[hparams, rows, table, labels_csv, report_json])
+
+
+def cluster_and_write(hparams, rows, table, labels_csv, report_json):
+    """Clusters the embeddings and writes the pseudo-labelled manifest and the report (main process)."""
     # reported only: a manifest pseudo-labelled earlier keeps the original labels in true_spk_id
     label_column = "true_spk_id" if "true_spk_id" in rows[0] else "spk_id"
     true_labels = [row.get(label_column, "") for row in rows]
@@ -53,6 +60,13 @@ def main(argv):
     result = pseudo_label(
         table.vectors, hparams["clustering"], seed=hparams["seed"], true_labels=true_labels if known else None
     )
+    if result.report["clusters_after_filtering"] < 2:
+        raise DataError(
+            f"the filters kept {result.report['clusters_after_filtering']} cluster(s) "
+            f"({result.report['kept']} utterances): nothing to train a speaker classifier on; raise "
+            "clustering.ahc_threshold (more, smaller clusters), lower clustering.min_size, or filter less",
+            hparams["train_csv"],
+        )
     write_manifest(relabel_rows(rows, table.ids, result.labels), labels_csv)
     with open(report_json, "w", encoding="utf-8") as fout:
         json.dump(result.report, fout, indent=2)

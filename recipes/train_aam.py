@@ -65,6 +65,12 @@ def dataio_prep(hparams, rows):
 def attach_models(hparams, n_speakers):
     """Adds the encoder (from ``init_from``), its Fbank and a classifier to modules and checkpointer."""
     encoder, metadata = load_pretrained_encoder(hparams["init_from"])
+    if metadata["sample_rate"] != hparams["sample_rate"]:
+        raise DataError(
+            f"the encoder works at {metadata['sample_rate']} Hz but sample_rate is "
+            f"{hparams['sample_rate']}: set --sample_rate={metadata['sample_rate']}",
+            hparams["init_from"],
+        )
     compute_features = instantiate(FBANK_CLASS, metadata["fbank_kwargs"])
     with torch.no_grad():
         probe = compute_features(torch.zeros(1, metadata["sample_rate"]))
@@ -89,8 +95,9 @@ def main(argv):
         overrides=overrides,
     )
     rows = labelled_rows(hparams["train_csv"])
+    n_speakers = len({row["spk_id"] for row in rows})
+    attach_models(hparams, n_speakers)
     train_data, label_encoder = dataio_prep(hparams, rows)
-    attach_models(hparams, len(label_encoder))
 
     metadata = {
         "train_csv": os.path.abspath(hparams["train_csv"]),

@@ -42,7 +42,10 @@ def main(argv):
     train_data = dataio_prep(hparams)
     if hparams.get("valid_csv") and hparams.get("valid_trials"):
         hparams["validator"] = TrialValidator(
-            hparams["valid_csv"], hparams["valid_trials"], sample_rate=hparams["sample_rate"]
+            hparams["valid_csv"],
+            hparams["valid_trials"],
+            sample_rate=hparams["sample_rate"],
+            resample=hparams["resample"],
         )
 
     fit_and_export(hparams, run_opts, train_data, metadata={"train_csv": os.path.abspath(hparams["train_csv"])})

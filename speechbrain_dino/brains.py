@@ -30,6 +30,7 @@ from speechbrain_dino.dino import (
     param_groups_for_weight_decay,
     unwrap_parallel,
 )
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import export_pretrained
 from speechbrain_dino.schedules import DINOSchedule, FineTuneSchedule
 
@@ -69,6 +70,8 @@ class EncoderBrain(sb.Brain):
     trained_module_names: List[str] = []
     #: Schedule values written to the epoch log.
     logged_schedule_values: List[str] = ["lr", "weight_decay"]
+    #: Per-step schedule, built from ``hparams.schedule`` with ``from_epochs``.
+    schedule_class = DINOSchedule
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -94,11 +97,11 @@ class EncoderBrain(sb.Brain):
             self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)
         return loader
 
-    def build_schedule(self) -> DINOSchedule:
-        """The per-step schedule from ``hparams.schedule`` (epochs turned into steps)."""
+    def build_schedule(self):
+        """The per-step schedule (``schedule_class``) from ``hparams.schedule``, epochs -> steps."""
         if self.steps_per_epoch is None:
             raise RuntimeError("the schedule needs the training loader (call fit())")
-        return DINOSchedule.from_epochs(
+        return self.schedule_class.from_epochs(
             epochs=self.hparams.number_of_epochs,
             steps_per_epoch=self.steps_per_epoch,
             **self.hparams.schedule,
@@ -183,6 +186,8 @@ class EncoderBrain(sb.Brain):
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -381,16 +386,18 @@ class AAMBrain(EncoderBrain):
 
     trained_module_names = ["embedding_model", "classifier"]
     logged_schedule_values = ["lr", "weight_decay", "margin"]
+    schedule_class = FineTuneSchedule
 
-    def build_schedule(self) -> FineTuneSchedule:
-        """Two-phase LR, frozen backbone, margin warm-up, from ``hparams.schedule``."""
-        if self.steps_per_epoch is None:
-            raise RuntimeError("the schedule needs the training loader (call fit())")
-        return FineTuneSchedule.from_epochs(
-            epochs=self.hparams.number_of_epochs,
-            steps_per_epoch=self.steps_per_epoch,
-            **self.hparams.schedule,
-        )
+    def on_fit_start(self) -> None:
+        """Checks ``head_submodules`` against the encoder, then SpeechBrain's start."""
+        children = [name for name, _ in unwrap_parallel(self.modules.embedding_model).named_children()]
+        unknown = [name for name in self.hparams.head_submodules if name not in children]
+        if unknown:
+            raise DataError(
+                f"head_submodules {unknown} are not parts of the encoder, whose parts are {children}: "
+                "set head_submodules to its embedding layer(s)"
+            )
+        super().on_fit_start()
 
     def backbone_parameters(self) -> List[nn.Parameter]:
         """Encoder parameters outside ``head_submodules`` (frozen in the first phase)."""
@@ -403,9 +410,14 @@ class AAMBrain(EncoderBrain):
         ]
 
     def on_fit_batch_start(self, batch, should_step: bool) -> None:
-        """LR, weight decay and AAM margin of this step."""
+        """LR, weight decay and AAM margin of this step; a frozen backbone also keeps its
+        BatchNorm statistics (eval mode) during the first phase."""
         super().on_fit_batch_start(batch, should_step)
         set_aam_margin(self.hparams.compute_cost.loss_fn, self.current.margin)
+        encoder = unwrap_parallel(self.modules.embedding_model)
+        for name, child in encoder.named_children():
+            if name not in self.hparams.head_submodules:
+                child.train(not self.current.backbone_frozen)
 
     def compute_forward(self, batch, stage):
         """Crops -> (AAM logits ``[B, 1, C]``, embeddings ``[B, 1, D]``)."""

@@ -17,7 +17,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 from torch.utils.data import Sampler
 
 from speechbrain_dino.audio import load_audio
-from speechbrain_dino.errors import PathLike
+from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import REQUIRED_FIELDS, Row, read_manifest
 
 
@@ -80,7 +80,7 @@ class DurationBatchSampler(Sampler[List[int]]):
         min_length_ratio: float = 0.0,
     ) -> None:
         if max_batch_seconds <= 0:
-            raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
+            raise DataError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
         order = np.argsort(-np.asarray(durations, dtype=np.float64), kind="stable")
         sorted_durations = np.asarray(durations, dtype=np.float64)[order]
         self.batches: List[List[int]] = []

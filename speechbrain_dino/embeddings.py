@@ -75,12 +75,12 @@ def load_encoder(pretrained_path: PathLike, device: str = "cpu", savedir: Option
     from speechbrain.inference.speaker import EncoderClassifier
 
     folder = checked_pretrained_folder(pretrained_path)
-    savedir = savedir or tempfile.mkdtemp(prefix="sbdino-encoder-")
-    encoder = EncoderClassifier.from_hparams(
-        source=folder, savedir=savedir, run_opts={"device": device}
-    )
-    encoder.eval()
-    return encoder
+    if savedir is not None:
+        encoder = EncoderClassifier.from_hparams(source=folder, savedir=savedir, run_opts={"device": device})
+        return encoder.eval()
+    with tempfile.TemporaryDirectory(prefix="sbdino-encoder-") as scratch:  # weights end up in memory
+        encoder = EncoderClassifier.from_hparams(source=folder, savedir=scratch, run_opts={"device": device})
+    return encoder.eval()
 
 
 def checked_pretrained_folder(pretrained_path: PathLike) -> str:
@@ -292,18 +292,20 @@ def extract_embeddings(
 
     shard_rows = list(rows)[rank::world]
     encoder = load_encoder(pretrained_path, device=device)
-    segments = plan_segments(shard_rows, sample_rate, chunk_seconds, max_seconds, seed + rank)
-    vectors = embed_segments(
-        encoder.mods,
-        encoder.device,
-        segments,
-        len(shard_rows),
-        sample_rate=sample_rate,
-        resample=resample,
-        max_batch_seconds=max_batch_seconds,
-        num_workers=num_workers,
-        progress=progress and rank == 0,
-    )
+    vectors = np.zeros((0, 0), dtype=np.float32)  # a rank with no rows (more ranks than rows)
+    if shard_rows:
+        segments = plan_segments(shard_rows, sample_rate, chunk_seconds, max_seconds, seed + rank)
+        vectors = embed_segments(
+            encoder.mods,
+            encoder.device,
+            segments,
+            len(shard_rows),
+            sample_rate=sample_rate,
+            resample=resample,
+            max_batch_seconds=max_batch_seconds,
+            num_workers=num_workers,
+            progress=progress and rank == 0,
+        )
     if not distributed:
         table = EmbeddingTable(ids, vectors)
         if cache_path is not None:
@@ -314,11 +316,15 @@ def extract_embeddings(
     EmbeddingTable(ids[rank::world], vectors).save(shard_path)
     dist.barrier()
     if rank == 0:
-        merged = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+        shards = []
         for other in range(world):
             other_path = f"{os.fspath(cache_path)}.rank{other}.npz"
-            merged[other::world] = EmbeddingTable.load(other_path).vectors
+            shards.append(EmbeddingTable.load(other_path).vectors)
             os.remove(other_path)
+        merged = np.zeros((len(ids), shards[0].shape[1]), dtype=np.float32)
+        for other, shard in enumerate(shards):
+            if len(shard):
+                merged[other::world] = shard
         EmbeddingTable(ids, merged).save(cache_path, key)
     dist.barrier()
     return EmbeddingTable.load(cache_path)

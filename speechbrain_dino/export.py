@@ -141,9 +141,13 @@ def export_pretrained(
         info.update(metadata or {})
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
             json.dump(_plain(info), fout, indent=2)
+        previous = None
         if os.path.isdir(folder):
-            shutil.rmtree(folder)
+            previous = tempfile.mkdtemp(dir=parent, prefix=".pretrained-old-")
+            os.replace(folder, os.path.join(previous, "pretrained"))
         os.replace(staging, folder)
+        if previous is not None:
+            shutil.rmtree(previous)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -22,6 +22,18 @@ from speechbrain_dino.errors import DataError
 logger = logging.getLogger(__name__)
 
 
+def data_error_message(error: DataError) -> str:
+    """The message of a DataError, also when a DataLoader worker raised it.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback as its message;
+    the original message is its last line, after ``"...DataError: "``.
+    """
+    text = str(error).strip()
+    if "Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split("DataError: ", 1)[-1]
+
+
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
     """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2."""
 
@@ -30,7 +42,7 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
         try:
             main(*args, **kwargs)
         except DataError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {data_error_message(error)}", file=sys.stderr)
             sys.exit(2)
 
     return guarded

@@ -6,14 +6,17 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, Sequence
 
 from speechbrain_dino.baselines import mfcc_statistics
 from speechbrain_dino.embeddings import EmbeddingTable, extract_embeddings
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.export import export_random_init
+from speechbrain_dino.export import export_random_init, read_metadata
 from speechbrain_dino.manifest import Row
+
+logger = logging.getLogger(__name__)
 
 BASELINES = ("mfcc_stats", "random_init")
 
@@ -58,9 +61,16 @@ def system_embeddings(
     )
 
 
-def checked_baselines(names: Sequence[str]) -> list:
-    """The baseline list of a YAML, each name checked."""
+def checked_baselines(names: Sequence[str], pretrained_path: PathLike) -> list:
+    """The baseline list of a YAML, each name checked.
+
+    ``random_init`` needs the architecture that this project records beside its exports; for a
+    foreign encoder folder (e.g. one of SpeechBrain's models) it is left out with a warning.
+    """
     unknown = [name for name in names if name not in BASELINES]
     if unknown:
         raise DataError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    if "random_init" in names and "encoder_kwargs" not in read_metadata(pretrained_path):
+        logger.warning("%s records no architecture: the random_init baseline is skipped", pretrained_path)
+        return [name for name in names if name != "random_init"]
     return list(names)

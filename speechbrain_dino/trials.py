@@ -84,7 +84,7 @@ def read_trials(path: PathLike, known_ids: Sequence[str]) -> Trials:
     DataError
         Missing or empty file; a line without exactly three fields or with an unknown label
         (naming that line); ids not in ``known_ids`` (one error with their count and the first
-        few, each with its line).
+        few, each with its line); a list with only target or only non-target trials.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -108,6 +108,9 @@ def read_trials(path: PathLike, known_ids: Sequence[str]) -> Trials:
         raise DataError("trial list has no trials", path)
     if unknown:
         raise DataError(_unknown_message(unknown, len(position)), path)
+    if len(set(labels)) < 2:
+        kind = "target" if labels[0] else "non-target"
+        raise DataError(f"all {len(labels)} trials are {kind}: EER and minDCF need both kinds", path)
     pairs = np.asarray(sides, dtype=np.int64).reshape(-1, 2)
     return Trials(np.asarray(labels, dtype=np.int8), pairs[:, 0], pairs[:, 1], list(known_ids))
 

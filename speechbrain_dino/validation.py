@@ -29,6 +29,8 @@ class TrialValidator:
         ``label enrol test`` lines over those IDs.
     sample_rate : int
         Audio rate of the model.
+    resample : bool
+        Resample files at other rates (as the training data pipeline does).
     max_batch_seconds : float
         Padded audio per extraction batch.
     chunk_seconds : float, optional
@@ -40,6 +42,7 @@ class TrialValidator:
         manifest: PathLike,
         trials: PathLike,
         sample_rate: int = 16000,
+        resample: bool = False,
         max_batch_seconds: float = 320.0,
         chunk_seconds: Optional[float] = 30.0,
     ) -> None:
@@ -48,6 +51,7 @@ class TrialValidator:
         self.trials = read_trials(trials, [row["ID"] for row in rows])
         self.segments = plan_segments(rows, sample_rate, chunk_seconds=chunk_seconds)
         self.sample_rate = sample_rate
+        self.resample = resample
         self.max_batch_seconds = max_batch_seconds
 
     def __call__(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> Dict[str, float]:
@@ -68,6 +72,7 @@ class TrialValidator:
                 self.segments,
                 self.n_utterances,
                 sample_rate=self.sample_rate,
+                resample=self.resample,
                 max_batch_seconds=self.max_batch_seconds,
                 progress=False,
             )

@@ -108,6 +108,7 @@ from speechbrain_dino.embeddings import extract_embeddings
 dist.init_process_group("gloo")
 rows = json.loads(open(sys.argv[2]).read())
 extract_embeddings(sys.argv[1], rows, cache_path=sys.argv[3], progress=False)
+dist.barrier()  # nobody tears the group down while another rank still uses it
 dist.destroy_process_group()
 """
 

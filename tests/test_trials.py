@@ -217,3 +217,13 @@ def test_make_trials_cli_writes_and_never_overwrites(tmp_path):
     assert make_trials(args) == 2 and out.read_text().splitlines() == lines
     assert make_trials([*args, "--overwrite", "--n_target", "2", "--n_nontarget", "2"]) == 0
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_trial_list_with_one_kind_of_trial_is_refused(tmp_path):
+    from speechbrain_dino.errors import DataError
+    from speechbrain_dino.trials import read_trials
+
+    path = tmp_path / "targets_only.txt"
+    path.write_text("1 a b\n1 a c\n")
+    with pytest.raises(DataError, match="all 2 trials are target"):
+        read_trials(path, ["a", "b", "c"])
