@@ -160,9 +160,13 @@ class EncoderBrain(sb.Brain):
         """Multi-crop batch -> (global ``[G*B, frames, F]``, local ``[L*B, frames', F]``) features.
 
         Crops are stacked view-major and, during training, each is augmented independently.
+        Crops padded by repetition (utterances shorter than a crop) are counted in the epoch log
+        as ``padded_crops_per_batch``.
         """
         batch = batch.to(self.device)
         batch_size = batch.global_crops.data.shape[0]
+        if stage == sb.Stage.TRAIN:
+            self.epoch_sums["padded_crops_per_batch"] += float(sum(batch.n_padded_crops))
         return tuple(
             self.features(self.augmented(views_to_rows(crops.data), stage, batch_size))
             for crops in (batch.global_crops, batch.local_crops)
@@ -194,7 +198,11 @@ class EncoderBrain(sb.Brain):
         self.optimizer_step += 1
 
     def record(self, stats: Dict[str, torch.Tensor]) -> None:
-        """Adds one batch's diagnostics to the epoch averages."""
+        """Adds one batch's diagnostics to the epoch averages.
+
+        The averages are not checkpointed: after a mid-epoch resume, that epoch's logged
+        diagnostics cover the batches after the resume only.
+        """
         for key, value in stats.items():
             self.epoch_sums[key] += float(value)
         self.epoch_batches += 1
