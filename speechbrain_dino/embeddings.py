@@ -167,6 +167,12 @@ def _segment_dataset(segments: List[dict], sample_rate: int, resample: bool) -> 
     return dataset
 
 
+def default_batch_seconds(device) -> float:
+    """Padded audio per extraction batch: small on CPU, where big batches run slower (measured in
+    ``bench/extraction_speed.py``), large on GPU."""
+    return 16.0 if torch.device(device).type == "cpu" else 320.0
+
+
 def encode_masked(modules, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``encode_batch`` with padded feature frames zeroed after normalisation.
 
@@ -207,7 +213,7 @@ def embed_segments(
     n_utterances: int,
     sample_rate: int = 16000,
     resample: bool = False,
-    max_batch_seconds: float = 320.0,
+    max_batch_seconds: Optional[float] = None,
     min_length_ratio: float = 0.9,
     num_workers: int = 0,
     progress: bool = True,
@@ -216,7 +222,8 @@ def embed_segments(
 
     ``modules`` holds ``compute_features``, ``mean_var_norm`` and ``embedding_model`` (an
     ``EncoderClassifier``'s ``mods``, or a Brain's teacher during training), already on ``device``.
-    A batch holds utterances of at least ``min_length_ratio`` times its longest one's length.
+    A batch holds utterances of at least ``min_length_ratio`` times its longest one's length and
+    at most ``max_batch_seconds`` of padded audio (None: :func:`default_batch_seconds`).
 
     Returns
     -------
@@ -225,7 +232,9 @@ def embed_segments(
     """
     dataset = _segment_dataset(segments, sample_rate, resample)
     sampler = DurationBatchSampler(
-        [s["duration"] for s in segments], max_batch_seconds, min_length_ratio=min_length_ratio
+        [s["duration"] for s in segments],
+        max_batch_seconds or default_batch_seconds(device),
+        min_length_ratio=min_length_ratio,
     )
     loader = make_dataloader(dataset, batch_sampler=sampler, num_workers=num_workers)
     sums: Optional[torch.Tensor] = None
@@ -251,7 +260,7 @@ def extract_embeddings(
     device: str = "cpu",
     sample_rate: int = 16000,
     resample: bool = False,
-    max_batch_seconds: float = 320.0,
+    max_batch_seconds: Optional[float] = None,
     chunk_seconds: Optional[float] = 30.0,
     max_seconds: Optional[float] = None,
     seed: int = 0,

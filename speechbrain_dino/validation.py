@@ -31,8 +31,8 @@ class TrialValidator:
         Audio rate of the model.
     resample : bool
         Resample files at other rates (as the training data pipeline does).
-    max_batch_seconds : float
-        Padded audio per extraction batch.
+    max_batch_seconds : float, optional
+        Padded audio per extraction batch (None: automatic for the device).
     chunk_seconds : float, optional
         Utterances longer than this are embedded in chunks and averaged.
     """
@@ -43,7 +43,7 @@ class TrialValidator:
         trials: PathLike,
         sample_rate: int = 16000,
         resample: bool = False,
-        max_batch_seconds: float = 320.0,
+        max_batch_seconds: Optional[float] = None,
         chunk_seconds: Optional[float] = 30.0,
     ) -> None:
         rows = read_manifest(manifest, required=("ID", "duration", "wav"))
