@@ -66,7 +66,8 @@ class NTXentLoss(nn.Module):
     gather_distributed : bool
         Under an initialised ``torch.distributed`` group, contrast against the projections of
         all ranks (more negatives); each rank then computes the same global loss, and gradients
-        flow through its own rows (see :func:`gather_views_across_ranks`).
+        flow through its own rows (see :func:`gather_views_across_ranks`), scaled by the world
+        size so that DDP's average over ranks is the global loss's gradient.
     """
 
     def __init__(self, temperature: float = 0.07, gather_distributed: bool = False) -> None:
@@ -81,7 +82,8 @@ class NTXentLoss(nn.Module):
                 f"need n_views >= 2 dividing the {projections.shape[0]} rows, got n_views={n_views}"
             )
         unit = F.normalize(projections.float(), dim=-1)
-        if self.gather_distributed and dist.is_available() and dist.is_initialized():
+        gathered = self.gather_distributed and dist.is_available() and dist.is_initialized()
+        if gathered:
             unit = gather_views_across_ranks(unit, n_views)
         n_rows = unit.shape[0]
         utterance = torch.arange(n_rows, device=unit.device) % (n_rows // n_views)
@@ -90,4 +92,10 @@ class NTXentLoss(nn.Module):
         logits = (unit @ unit.T / self.temperature).masked_fill(is_self, float("-inf"))
         log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         positive_log_probs = log_probs.masked_fill(~is_positive, 0.0).sum(dim=1) / (n_views - 1)
-        return -positive_log_probs.mean()
+        loss = -positive_log_probs.mean()
+        if gathered:
+            # every rank holds the global loss but back-propagates through its own rows only, and
+            # DDP averages over ranks: scale the gradient (not the value) by the world size
+            world = dist.get_world_size()
+            loss = loss + (world - 1) * (loss - loss.detach())
+        return loss
