@@ -32,10 +32,12 @@ SMALL_DINO = [
     "--number_of_epochs=10",
     "--noprogressbar",
 ]
+# Fine-tuning first disturbs the DINO embedding, then improves on it: on this corpus held-out EER
+# went 42.1% (DINO) -> 46.1% after 6 AAM epochs -> 40.0% after 15 -> 35.1% after 20.
 SMALL_AAM = [
     "--crop_seconds=1.5",
     "--batch_size=16",
-    "--number_of_epochs=6",
+    "--number_of_epochs=20",
     "--schedule={frozen_epochs: 1, margin_warmup_epochs: 2}",
     "--noprogressbar",
 ]
