@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Dict, Sequence, Tuple
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
@@ -35,7 +36,12 @@ def data_error_message(error: DataError) -> str:
 
 
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2."""
+    """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2.
+
+    Under ``torchrun``, the process group is then ended on every rank together (a barrier, then
+    ``destroy_process_group``): gloo otherwise intermittently aborts a rank at interpreter exit
+    while another still uses the group.
+    """
 
     @functools.wraps(main)
     def guarded(*args, **kwargs) -> None:
@@ -44,6 +50,9 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
         except DataError as error:
             print(f"error: {data_error_message(error)}", file=sys.stderr)
             sys.exit(2)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
     return guarded
 
