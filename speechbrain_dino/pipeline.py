@@ -178,20 +178,15 @@ class Pipeline:
         verification = read_json(os.path.join(folder, "verification", "results.json"))
         emotion_path = os.path.join(folder, "emotion", "results.json")
         emotion = read_json(emotion_path) if os.path.isfile(emotion_path) else {}
-        for baseline in baselines:
-            row = {"system": baseline}
-            row.update(_verification_columns(verification["baselines"][baseline]["raw"]))
-            if "as_norm" in verification["baselines"][baseline]:
-                row["EER_as_norm"] = verification["baselines"][baseline]["as_norm"]["EER"]
-            if emotion:
-                row["micro_f1"] = emotion["baselines"][baseline]["micro_f1"]
-            self.rows.append(row)
-        row = {"system": name, **_verification_columns(verification)}
-        if "as_norm" in verification:
-            row["EER_as_norm"] = verification["as_norm"]["EER"]
-        if emotion:
-            row["micro_f1"] = emotion["micro_f1"]
-        self.rows.append(row)
+        # results.json holds the evaluated system's metrics at top level, baselines nested
+        systems = {
+            baseline: (verification["baselines"][baseline], emotion.get("baselines", {}).get(baseline))
+            for baseline in baselines
+        }
+        main = {"raw": verification, **({"as_norm": verification["as_norm"]} if "as_norm" in verification else {})}
+        systems[name] = (main, emotion or None)
+        for system, (metrics, emotion_metrics) in systems.items():
+            self.rows.append(_table_row(system, metrics, emotion_metrics))
 
     def add_clustering(self, round_index: int, labels_folder: str) -> None:
         """Puts the round's clustering quality on the row of the model that follows it."""
@@ -231,6 +226,13 @@ class Pipeline:
         return self.write_table()
 
 
-def _verification_columns(metrics: Mapping[str, Any]) -> Dict[str, Any]:
-    """EER and minDCF(0.01) of a verification metrics dict."""
-    return {"EER": metrics["EER"], "minDCF_0.01": metrics["minDCF_0.01"]}
+def _table_row(
+    system: str, verification: Mapping[str, Any], emotion: Optional[Mapping[str, Any]]
+) -> Dict[str, Any]:
+    """A table row from a system's verification metrics (``raw``[, ``as_norm``]) and emotion ones."""
+    row = {"system": system, "EER": verification["raw"]["EER"], "minDCF_0.01": verification["raw"]["minDCF_0.01"]}
+    if "as_norm" in verification:
+        row["EER_as_norm"] = verification["as_norm"]["EER"]
+    if emotion:
+        row["micro_f1"] = emotion["micro_f1"]
+    return row

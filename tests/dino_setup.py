@@ -1,6 +1,7 @@
 """Shared set-up of the DINO training tests: a tiny corpus and a tiny, fast preset."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import List
 
@@ -32,3 +33,14 @@ def tone_corpus(folder: str, count: int = 8) -> str:
     path = os.path.join(folder, "train.csv")
     write_manifest(rows, path)
     return path
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_recipe(name: str, hparams_file: str, *args: str) -> None:
+    """Runs ``recipes/<name>.py``'s ``main`` in this process (as a fresh process would)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([hparams_file, *args])

@@ -5,7 +5,6 @@ collapse and separate held-out speakers better than the untrained architecture; 
 from it on the true training labels must then do better still (EER on all cross-emotion pairs of
 speakers held out of both trainings).
 """
-import importlib.util
 import os
 import re
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dino_setup import run_recipe as run_demo_recipe
 from speechbrain_dino.embeddings import extract_embeddings
 from speechbrain_dino.export import export_random_init
 from speechbrain_dino.manifest import write_manifest
@@ -44,10 +44,7 @@ SMALL_AAM = [
 
 
 def run_recipe(name, hparams, *args):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main([os.path.join(REPO, "hparams", "demo", hparams), *args])
+    run_demo_recipe(name, os.path.join(REPO, "hparams", "demo", hparams), *args)
 
 
 def eer(pretrained, rows, trials):

@@ -1,6 +1,5 @@
 """DINO training through the recipe: resume after a kill, and 2-process CPU DDP."""
 import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from dino_setup import TINY_OVERRIDES, tone_corpus
+from dino_setup import run_recipe as run_named_recipe
 from speechbrain_dino.brains import DINOBrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,16 +16,9 @@ RECIPE = os.path.join(REPO, "recipes", "train_dino.py")
 DEMO_YAML = os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml")
 
 
-def load_recipe_module():
-    spec = importlib.util.spec_from_file_location("train_dino_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_recipe(train_csv, output_folder, *extra):
-    load_recipe_module().main(
-        [DEMO_YAML, f"--train_csv={train_csv}", f"--output_folder={output_folder}", *TINY_OVERRIDES, *extra]
+    run_named_recipe(
+        "train_dino", DEMO_YAML, f"--train_csv={train_csv}", f"--output_folder={output_folder}", *TINY_OVERRIDES, *extra
     )
 
 
@@ -89,9 +82,9 @@ def test_contrastive_baseline_trains_and_exports(tmp_path):
     train_csv = tone_corpus(str(tmp_path / "data"), count=12)
     contrastive_yaml = os.path.join(REPO, "hparams", "demo", "contrastive_ecapa.yaml")
     tiny = [o for o in TINY_OVERRIDES if not o.startswith(("--n_prototypes", "--head_kwargs"))]
-    load_recipe_module().main(
-        [contrastive_yaml, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'c'}",
-         "--number_of_epochs=4", "--projection_kwargs={hidden_size: 64, projection_size: 32}", *tiny]
+    run_named_recipe(
+        "train_dino", contrastive_yaml, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'c'}",
+        "--number_of_epochs=4", "--projection_kwargs={hidden_size: 64, projection_size: 32}", *tiny,
     )
     log = (tmp_path / "c" / "train_log.txt").read_text()
     losses = [float(line.split("train loss: ")[1].split(",")[0]) for line in log.splitlines()]
