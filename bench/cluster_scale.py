@@ -19,7 +19,7 @@ import platform
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -86,7 +86,8 @@ def in_fresh_process(stage: str, backend: str, args: argparse.Namespace) -> Dict
         return pool.submit(measure, stage, backend, args).result()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by ``bench/run_all.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="embeddings")
     parser.add_argument("--dim", type=int, default=192)
@@ -99,14 +100,18 @@ def main() -> None:
     parser.add_argument("--agglomerate-backends", nargs="*", default=[],
                         help="also agglomerate N/4 centroid stand-ins directly")
     parser.add_argument("--out", default=RESULTS)
-    args = parser.parse_args()
+    return parser
+
+
+def measure_all(args: argparse.Namespace) -> List[str]:
+    """Every requested measurement, each in a fresh process; returns the Markdown lines."""
     args.speakers = args.speakers or max(1, args.n // 100)
     rows = [in_fresh_process("kmeans", backend, args) for backend in args.backends]
     rows += [in_fresh_process("pipeline", backend, args) for backend in args.pipeline_backends]
     rows += [in_fresh_process("agglomerate", backend, args)
              for backend in args.agglomerate_backends]
     lines = [
-        f"\n## N={args.n} dim={args.dim} speakers={args.speakers} k-means iter={args.kmeans_iter}"
+        f"\n**N={args.n:,} dim={args.dim} speakers={args.speakers:,} k-means iter={args.kmeans_iter}**"
         f" ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, {platform.machine()},"
         f" load avg {os.getloadavg()[0]:.1f})\n",
         "| stage | backend | seconds | peak RSS GB (data) | quality | detail |",
@@ -114,6 +119,16 @@ def main() -> None:
     ]
     lines += [f"| {r['stage']} | {r['backend']} | {r['seconds']} | {r['peak_rss_gb']} "
               f"({r['data_rss_gb']}) | {r['quality']} | {r['detail']} |" for r in rows]
+    kmeans_seconds = {r["backend"]: r["seconds"] for r in rows if r["stage"] == "kmeans"}
+    if {"faiss", "sklearn"} <= set(kmeans_seconds):
+        lines.append(f"\nk-means, scikit-learn / faiss wall time: "
+                     f"{kmeans_seconds['sklearn'] / kmeans_seconds['faiss']:.2f}")
+    return lines
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    lines = measure_all(args)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "a", encoding="utf-8") as fout:
         fout.write("\n".join(lines) + "\n")

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import List
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -52,11 +53,16 @@ def loader_seconds(dataset, batch_size: int, workers: int, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by ``bench/run_all.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--hparams", default=os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml"))
-    args = parser.parse_args()
+    return parser
+
+
+def measure(args: argparse.Namespace) -> List[str]:
+    """Runs the measurements; returns the Markdown lines of the result."""
     work = tempfile.mkdtemp(prefix="sbdino-speed-")
     manifest = os.path.join(work, "ravdess.csv")
     prepare_ravdess(os.path.join(SHARED_DATA, "ravdess"), manifest)
@@ -104,6 +110,11 @@ def main() -> None:
         f"{dino_seconds / loading[0]:.1f}x faster than training consumes (goal >= 3) |",
         f"| data loading, 2 workers | {loading[2]:.3f} | {dino_seconds / loading[2]:.1f}x |",
     ]
+    return lines
+
+
+def main() -> None:
+    lines = measure(build_parser().parse_args())
     print(write_result("dino_speed", "python " + " ".join(sys.argv), lines))
 
 

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import List
 
 import numpy as np
 import torch
@@ -29,11 +30,16 @@ from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by ``bench/run_all.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=480, help="utterances (RAVDESS actors 17-24 = 480)")
     parser.add_argument("--channels", type=int, default=512, help="ECAPA width C")
-    args = parser.parse_args()
+    return parser
+
+
+def measure(args: argparse.Namespace) -> List[str]:
+    """Runs both extraction paths; returns the Markdown lines of the result."""
     work = tempfile.mkdtemp(prefix="sbdino-bench-")
     prepare_ravdess(os.path.join(SHARED_DATA, "ravdess"), os.path.join(work, "ravdess.csv"))
     from speechbrain_dino.manifest import read_manifest
@@ -72,6 +78,11 @@ def main() -> None:
         "",
         f"Agreement with one-at-a-time embeddings: cosine min {cosine.min():.6f}, mean {cosine.mean():.6f}.",
     ]
+    return lines
+
+
+def main() -> None:
+    lines = measure(build_parser().parse_args())
     print(write_result("extraction_speed", "python " + " ".join(sys.argv), lines))
 
 

@@ -44,16 +44,10 @@ def run(
     ]
 
 
-def main() -> None:
-    """Runs the three preparations and writes the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_root", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
-    parser.add_argument(
-        "--output", default=os.path.join(REPO_ROOT, "bench", "results", "prepare_shared.md")
-    )
-    args = parser.parse_args()
-    ravdess = os.path.join(args.data_root, "ravdess")
-    librispeech = os.path.join(args.data_root, "librispeech_251")
+def measure(data_root: str) -> str:
+    """Runs the three preparations into a temporary folder; returns the Markdown table."""
+    ravdess = os.path.join(data_root, "ravdess")
+    librispeech = os.path.join(data_root, "librispeech_251")
     with tempfile.TemporaryDirectory() as manifests:
         rows = [
             run(
@@ -82,7 +76,18 @@ def main() -> None:
     header = ["prep", "data", "utterances", "speakers", "emotions", "hours", "skipped", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    table = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Runs the three preparations and writes the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_root", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
+    parser.add_argument(
+        "--output", default=os.path.join(REPO_ROOT, "bench", "results", "prepare_shared.md")
+    )
+    args = parser.parse_args()
+    table = measure(args.data_root)
     print(table, end="")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as fout:

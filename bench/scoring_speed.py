@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+from typing import List
 
 import numpy as np
 
@@ -20,18 +21,24 @@ from speechbrain_dino.verification_metrics import verification_metrics  # noqa: 
 
 
 def timed(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` and its wall seconds."""
     start = time.perf_counter()
     out = function(*args, **kwargs)
     return out, time.perf_counter() - start
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also used by ``bench/run_all.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=1_000_000)
     parser.add_argument("--utterances", type=int, default=20_000)
     parser.add_argument("--cohort", type=int, default=6_000)
     parser.add_argument("--dim", type=int, default=192)
-    args = parser.parse_args()
+    return parser
+
+
+def measure(args: argparse.Namespace) -> List[str]:
+    """Generates the embeddings and trials, times each step; returns the Markdown lines."""
     rng = np.random.default_rng(0)
     speakers = rng.integers(0, 1000, args.utterances)
     centres = rng.standard_normal((1000, args.dim)).astype(np.float32)
@@ -54,6 +61,11 @@ def main() -> None:
         f"| EER + minDCF(0.01, 0.05) | {metric_seconds:.2f} |",
         f"| total with AS-norm | {cosine_seconds + norm_seconds + metric_seconds:.2f} |",
     ]
+    return lines
+
+
+def main() -> None:
+    lines = measure(build_parser().parse_args())
     print(write_result("scoring_speed", "python " + " ".join(sys.argv), lines))
 
 

@@ -6,8 +6,9 @@
 
 The encoder's architecture and weights come from ``init_from`` (a ``pretrained/`` folder written by
 this project: DINO or a previous round). Two phases (embedding layer + classifier, then the whole
-network at a lower LR), margin warm-up, random crops and augmentation; checkpoints every epoch,
-resumes when restarted, and ends by writing ``<output_folder>/pretrained/``.
+network at a lower LR), margin warm-up, optional sub-centres (``--subcenters=3``: K centres per
+speaker, see :mod:`speechbrain_dino.subcenter`), random crops and augmentation; checkpoints every
+epoch, resumes when restarted, and ends by writing ``<output_folder>/pretrained/``.
 """
 import os
 import sys
@@ -24,6 +25,7 @@ from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import FBANK_CLASS, instantiate, load_pretrained_encoder
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.subcenter import check_subcenters
 
 
 def labelled_rows(csv_path):
@@ -63,7 +65,10 @@ def dataio_prep(hparams, rows):
 
 
 def attach_models(hparams, n_speakers):
-    """Adds the encoder (from ``init_from``), its Fbank and a classifier to modules and checkpointer."""
+    """Adds the encoder (from ``init_from``), its Fbank and a classifier to modules and checkpointer.
+
+    The classifier has ``n_speakers * hparams["subcenters"]`` centres (sub-centre AAM-softmax).
+    """
     encoder, metadata = load_pretrained_encoder(hparams["init_from"])
     if metadata["sample_rate"] != hparams["sample_rate"]:
         raise DataError(
@@ -75,7 +80,7 @@ def attach_models(hparams, n_speakers):
     with torch.no_grad():
         probe = compute_features(torch.zeros(1, metadata["sample_rate"]))
         embedding_size = encoder.eval()(probe).shape[-1]
-    classifier = Classifier(input_size=embedding_size, out_neurons=n_speakers)
+    classifier = Classifier(input_size=embedding_size, out_neurons=n_speakers * hparams["subcenters"])
     hparams["modules"].update(
         compute_features=compute_features, embedding_model=encoder, classifier=classifier
     )
@@ -89,6 +94,8 @@ def attach_models(hparams, n_speakers):
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
+    # 1 (plain AAM-softmax) for YAMLs written before sub-centres
+    hparams["subcenters"] = check_subcenters(hparams.get("subcenters", 1))
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -103,6 +110,7 @@ def main(argv):
         "train_csv": os.path.abspath(hparams["train_csv"]),
         "init_from": os.path.abspath(hparams["init_from"]),
         "n_speakers": len(label_encoder),
+        "subcenters": hparams["subcenters"],
     }
     fit_and_export(hparams, run_opts, train_data, metadata)
 

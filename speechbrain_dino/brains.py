@@ -33,6 +33,7 @@ from speechbrain_dino.dino import (
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import export_pretrained
 from speechbrain_dino.schedules import DINOSchedule, FineTuneSchedule
+from speechbrain_dino.subcenter import max_over_subcenters
 
 logger = logging.getLogger(__name__)
 
@@ -385,11 +386,12 @@ class AAMBrain(EncoderBrain):
     """Speaker-classification fine-tuning with AAM-softmax on (pseudo-)labels, in two phases.
 
     Modules: ``embedding_model`` (initialised from a DINO or previous-round ``pretrained/``),
-    ``classifier`` (SpeechBrain's cosine ``Classifier``). ``hparams.compute_cost`` is
-    ``LogSoftmaxWrapper(AdditiveAngularMargin(...))``; ``hparams.head_submodules`` names the
-    encoder's embedding layer(s), trained alone with the classifier during the first phase
-    (see :class:`~speechbrain_dino.schedules.FineTuneSchedule`). Batches carry ``sig`` ``[B, T]``
-    random crops and ``spk_id_encoded`` ``[B, 1]``.
+    ``classifier`` (SpeechBrain's cosine ``Classifier`` with ``C * hparams.subcenters`` rows for
+    C speakers: sub-centre AAM-softmax, see :mod:`speechbrain_dino.subcenter`; 1 = plain AAM).
+    ``hparams.compute_cost`` is ``LogSoftmaxWrapper(AdditiveAngularMargin(...))``;
+    ``hparams.head_submodules`` names the encoder's embedding layer(s), trained alone with the
+    classifier during the first phase (see :class:`~speechbrain_dino.schedules.FineTuneSchedule`).
+    Batches carry ``sig`` ``[B, T]`` random crops and ``spk_id_encoded`` ``[B, 1]``.
     """
 
     trained_module_names = ["embedding_model", "classifier"]
@@ -405,7 +407,28 @@ class AAMBrain(EncoderBrain):
                 f"head_submodules {unknown} are not parts of the encoder, whose parts are {children}: "
                 "set head_submodules to its embedding layer(s)"
             )
+        self.check_resumed_classifier()
         super().on_fit_start()
+
+    def check_resumed_classifier(self) -> None:
+        """The checkpoint to resume from (the newest) must hold a classifier of this run's shape.
+
+        Its ``[C * K, D]`` weight depends on the labels and on ``subcenters``; a different one
+        would otherwise fail deep inside SpeechBrain's recovery.
+        """
+        checkpoint = None if self.checkpointer is None else self.checkpointer.find_checkpoint()
+        if checkpoint is None or "classifier" not in checkpoint.paramfiles:
+            return
+        saved = torch.load(checkpoint.paramfiles["classifier"], map_location="cpu", weights_only=True)
+        expected = unwrap_parallel(self.modules.classifier).weight.shape
+        if saved["weight"].shape != expected:
+            raise DataError(
+                f"its classifier weight is {list(saved['weight'].shape)} but this run builds "
+                f"{list(expected)} ({expected[0] // self.hparams.subcenters} speakers x "
+                f"subcenters={self.hparams.subcenters}, embedding size): resume with the same "
+                "train_csv, init_from and subcenters, or use a new output_folder",
+                checkpoint.path,
+            )
 
     def backbone_parameters(self) -> List[nn.Parameter]:
         """Encoder parameters outside ``head_submodules`` (frozen in the first phase)."""
@@ -428,20 +451,24 @@ class AAMBrain(EncoderBrain):
                 child.train(not self.current.backbone_frozen)
 
     def compute_forward(self, batch, stage):
-        """Crops -> (AAM logits ``[B, 1, C]``, embeddings ``[B, 1, D]``)."""
+        """Crops -> (class cosines ``[B, 1, C]``, embeddings ``[B, 1, D]``).
+
+        The classifier's ``[B, 1, C * K]`` sub-centre cosines are reduced to each class's max.
+        """
         batch = batch.to(self.device)
         wavs = batch.sig.data
         wavs = self.augmented(wavs, stage, wavs.shape[0])
         embeddings = self.modules.embedding_model(self.features(wavs))
-        return self.modules.classifier(embeddings), embeddings
+        cosines = max_over_subcenters(self.modules.classifier(embeddings), self.hparams.subcenters)
+        return cosines, embeddings
 
     def compute_objectives(self, predictions, batch, stage):
         """AAM-softmax loss; records training accuracy and the embedding spread."""
-        logits, embeddings = predictions
+        cosines, embeddings = predictions
         targets = batch.spk_id_encoded.data
-        loss = self.hparams.compute_cost(logits, targets)
+        loss = self.hparams.compute_cost(cosines, targets)
         if stage == sb.Stage.TRAIN:
-            accuracy = (logits.squeeze(1).argmax(dim=-1) == targets.view(-1)).float().mean()
+            accuracy = (cosines.squeeze(1).argmax(dim=-1) == targets.view(-1)).float().mean()
             self.record({"accuracy": accuracy, "embedding_spread": embedding_spread(embeddings.detach())})
         return loss
 

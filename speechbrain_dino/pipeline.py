@@ -19,11 +19,13 @@ Layout of ``output_folder``::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
@@ -59,20 +61,39 @@ def override_args(overrides: Optional[Mapping[str, Any]]) -> List[str]:
     return args
 
 
-def run_recipe(recipe: str, hparams_file: str, overrides: Mapping[str, Any], log_name: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class StageUsage:
+    """What one stage cost: wall seconds and the peak resident memory of its process tree (GB)."""
+
+    seconds: float
+    peak_rss_gb: float
+
+
+def run_recipe(
+    recipe: str, hparams_file: str, overrides: Mapping[str, Any], log_name: str, *extra_args: str
+) -> StageUsage:
     """Runs ``recipes/<recipe>`` with ``hparams_file`` and overrides; raises on failure.
 
-    The stage's console output goes to the terminal as it runs (progress bars included).
+    The stage's console output goes to the terminal as it runs (progress bars included). Its wall
+    time and peak memory (``ru_maxrss`` of that child alone, through ``os.wait4``; DataLoader
+    workers it waited for included) are logged and returned. ``extra_args`` are passed as they
+    are (e.g. ``--debug``).
     """
-    command = [sys.executable, os.path.join(RECIPES, recipe), hparams_file, *override_args(overrides)]
+    command = [sys.executable, os.path.join(RECIPES, recipe), hparams_file, *override_args(overrides), *extra_args]
     logger.info("stage %s: %s", log_name, " ".join(command))
     print(f"\n=== {log_name} ===", flush=True)
-    result = subprocess.run(command, cwd=REPO_ROOT)
-    if result.returncode != 0:
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO_ROOT)
+    _, status, rusage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    usage = StageUsage(time.perf_counter() - start, rusage.ru_maxrss / 2**20)
+    if process.returncode != 0:
         raise DataError(
-            f"stage {log_name} failed (exit {result.returncode}); rerun the pipeline to resume it, "
+            f"stage {log_name} failed (exit {process.returncode}); rerun the pipeline to resume it, "
             f"or run alone: {' '.join(command)}"
         )
+    logger.info("stage %s: %.1f min, peak memory %.2f GB", log_name, usage.seconds / 60, usage.peak_rss_gb)
+    return usage
 
 
 def training_done(folder: str) -> bool:
@@ -93,13 +114,20 @@ class Pipeline:
     ---------
     hparams : dict
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
-        ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``.
+        ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``;
+        optionally ``run_options``, command-line run options for every stage (``--device=cuda:0``).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
         self.hparams = hparams
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
+        self.usage: Dict[str, StageUsage] = {}
+
+    def run_stage(self, recipe: str, hparams_file: str, overrides: Mapping[str, Any], name: str) -> None:
+        """:func:`run_recipe` with the YAML's ``run_options``; remembers the cost in ``usage[name]``."""
+        run_options = [str(option) for option in self.hparams.get("run_options") or []]
+        self.usage[name] = run_recipe(recipe, hparams_file, overrides, name, *run_options)
 
     def folder(self, *parts: str) -> str:
         """A path inside the output folder."""
@@ -115,7 +143,7 @@ class Pipeline:
                 "output_folder": folder,
                 **(self.hparams.get("dino_overrides") or {}),
             }
-            run_recipe("train_dino.py", self.hparams["dino_hparams"], overrides, "DINO pretraining")
+            self.run_stage("train_dino.py", self.hparams["dino_hparams"], overrides, "DINO pretraining")
         return os.path.join(folder, "pretrained")
 
     def pseudo_label(self, round_index: int, pretrained: str) -> str:
@@ -129,7 +157,7 @@ class Pipeline:
             **(self.hparams.get("pseudo_label_overrides") or {}),
             **(per_round[round_index - 1] if round_index <= len(per_round) else {}),
         }
-        run_recipe("pseudo_label.py", self.hparams["pseudo_label_hparams"], overrides, f"round {round_index}: pseudo-labels")
+        self.run_stage("pseudo_label.py", self.hparams["pseudo_label_hparams"], overrides, f"round {round_index}: pseudo-labels")
         return folder
 
     def train_aam(self, round_index: int, labels_folder: str, init_from: str) -> str:
@@ -142,7 +170,7 @@ class Pipeline:
                 "output_folder": folder,
                 **(self.hparams.get("aam_overrides") or {}),
             }
-            run_recipe("train_aam.py", self.hparams["aam_hparams"], overrides, f"round {round_index}: AAM fine-tuning")
+            self.run_stage("train_aam.py", self.hparams["aam_hparams"], overrides, f"round {round_index}: AAM fine-tuning")
         return os.path.join(folder, "pretrained")
 
     def evaluate(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
@@ -158,7 +186,7 @@ class Pipeline:
                 "system_name": name,
                 "baselines": list(baselines),
             }
-            run_recipe("eval_verification.py", self.hparams["verification_hparams"], overrides, f"{name}: verification")
+            self.run_stage("eval_verification.py", self.hparams["verification_hparams"], overrides, f"{name}: verification")
         emotion = os.path.join(folder, "emotion")
         if self.hparams.get("emotion_csv") and not os.path.isfile(os.path.join(emotion, "results.json")):
             overrides = {
@@ -169,7 +197,7 @@ class Pipeline:
                 "baselines": list(baselines),
                 **(self.hparams.get("emotion_overrides") or {}),
             }
-            run_recipe("eval_emotion.py", self.hparams["emotion_hparams"], overrides, f"{name}: emotion")
+            self.run_stage("eval_emotion.py", self.hparams["emotion_hparams"], overrides, f"{name}: emotion")
         self.collect(name, folder, baselines)
 
     # ----------------------------------------------------------------- results

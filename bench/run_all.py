@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""The real-speech study in one command: every system at the same budget, speed and scale, figures.
+
+    python bench/run_all.py [--budget 5] [--output_folder bench/work/study] [--gpu]
+
+On ../shared/data (see bench/study_data.py for the sets):
+
+1. Speed and scale, first, on a quiet machine: data preparation; a DINO step against a plain
+   forward + backward on the same crops, and data-loading headroom; batched extraction against
+   ``EncoderClassifier.encode_batch`` one file at a time; scoring 1M trials; k-means into many
+   clusters with faiss and with scikit-learn at 100k and 1M embeddings (time, peak memory).
+2. Systems, every training run planned to ``--budget`` minutes from step times measured here
+   (bench/budget.py): MFCC statistics and random-init ECAPA (no training), the contrastive
+   baseline (NT-Xent), DINO, DINO + pseudo-label round 1 and round 2 (k-means -> AHC -> filter ->
+   AAM fine-tuning), and AAM fine-tuning of the DINO model on the true labels (upper bound).
+   Pretraining and pseudo-labelling never see an evaluation speaker (asserted).
+3. Evaluation of each: verification on RAVDESS actors 17-24 (targets cross emotion and sentence)
+   and on half-utterance trials of held-out LibriSpeech speakers; emotion with a logistic-regression
+   probe on 4 actor-independent RAVDESS folds.
+4. Report: ``bench/results/study.md``, figures in ``bench/results/figures/``, and the generated
+   blocks of BENCHMARKS.md (between ``<!-- run_all:NAME -->`` and ``<!-- /run_all:NAME -->``).
+
+Every stage runs in its own folder under ``--output_folder``; a rerun skips finished stages
+(``--fresh`` starts over). ``--gpu`` runs the same study with the full-size presets on
+``cuda:0`` (unmeasured so far).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster_scale  # noqa: E402
+import dino_speed  # noqa: E402
+import extraction_speed  # noqa: E402
+import prepare_shared  # noqa: E402
+import scoring_speed  # noqa: E402
+from budget import epochs_for_budget, plain_values, seconds_per_step  # noqa: E402
+from common import REPO, SHARED_DATA, machine  # noqa: E402
+from study_data import StudyData, assert_unseen, describe, prepare_study_data  # noqa: E402
+from study_figures import det_figure, embedding_map  # noqa: E402
+
+from speechbrain_dino.baselines import mfcc_statistics  # noqa: E402
+from speechbrain_dino.embeddings import EmbeddingTable  # noqa: E402
+from speechbrain_dino.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.pipeline import Pipeline, StageUsage, read_json, run_recipe, training_done  # noqa: E402
+
+RESULTS = os.path.join(REPO, "bench", "results")
+FIGURES = os.path.join(RESULTS, "figures")
+BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
+BASELINES = ("mfcc_stats", "random_init")
+DISPLAY_NAMES = {"mfcc_stats": "MFCC statistics (mean+std, standardised)", "random_init": "random-init ECAPA"}
+EVAL_SETS = ("ravdess", "librispeech")
+
+
+@dataclasses.dataclass
+class System:
+    """A trained system: its exported encoder and what its training cost."""
+
+    name: str
+    pretrained: str
+    epochs: Optional[int] = None
+    steps: Optional[int] = None
+    train_minutes: Optional[float] = None
+    clustering: Optional[Dict] = None
+
+
+def presets(gpu: bool) -> Dict[str, str]:
+    """The training presets: the small CPU ones, or the full-size ones with ``--gpu``."""
+    folder = os.path.join(REPO, "hparams") if gpu else os.path.join(REPO, "hparams", "demo")
+    return {
+        name: os.path.join(folder, f"{name}.yaml")
+        for name in ("dino_ecapa", "contrastive_ecapa", "train_aam", "pseudo_label")
+    }
+
+
+class Study:
+    """Runs the study's stages into ``output`` and gathers what the report needs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.output = os.path.abspath(args.output_folder)
+        self.presets = presets(args.gpu)
+        self.run_options = ["--device=cuda:0"] if args.gpu else []
+        self.stage_usage: Dict[str, Dict[str, float]] = (
+            read_json(self.usage_path) if os.path.isfile(self.usage_path) else {}
+        )
+        self.step_seconds: Dict[str, float] = {}
+        self.data: Optional[StudyData] = None
+
+    def folder(self, *parts: str) -> str:
+        """A path inside the study's output folder."""
+        return os.path.join(self.output, *parts)
+
+    @property
+    def usage_path(self) -> str:
+        """Where the stages' costs are kept, so that a resumed study still reports them."""
+        return self.folder("stage_usage.json")
+
+    def record_usage(self, name: str, usage: StageUsage) -> None:
+        """Keeps (on disk too) the wall minutes and peak memory of the stage ``name``."""
+        self.stage_usage[name] = {"minutes": usage.seconds / 60, "peak_rss_gb": usage.peak_rss_gb}
+        os.makedirs(self.output, exist_ok=True)
+        with open(self.usage_path, "w", encoding="utf-8") as fout:
+            json.dump(self.stage_usage, fout, indent=1)
+
+    def run(self, recipe: str, hparams_file: str, overrides: Dict, name: str) -> None:
+        """One recipe run, its wall time and peak memory recorded under ``name``."""
+        self.record_usage(name, run_recipe(recipe, hparams_file, overrides, name, *self.run_options))
+
+    # ------------------------------------------------------------- training
+    def calibrate(self, key: str, recipe: str, hparams_file: str, overrides: Dict) -> float:
+        """Seconds per training step of one kind of run (measured once, then cached on disk)."""
+        path = self.folder("calibration", f"{key}.json")
+        if not os.path.isfile(path):
+            seconds, peak_gb = seconds_per_step(
+                recipe, hparams_file, overrides, self.folder("calibration", key), self.run_options
+            )
+            with open(path, "w", encoding="utf-8") as fout:
+                json.dump({"seconds_per_step": seconds, "peak_rss_gb": peak_gb}, fout)
+        self.step_seconds[key] = read_json(path)["seconds_per_step"]
+        return self.step_seconds[key]
+
+    def planned_epochs(self, key: str, hparams_file: str, train_csv: str) -> int:
+        """Epochs of ``train_csv`` that fit the budget at the measured step time of ``key``."""
+        batch_size = plain_values(hparams_file)["batch_size"]
+        return epochs_for_budget(self.args.budget, self.step_seconds[key], len(read_manifest(train_csv)), batch_size)
+
+    def train_ssl(self, system: str, hparams_file: str) -> System:
+        """Self-supervised pretraining (DINO or contrastive) on the pretraining pool."""
+        overrides = {"train_csv": self.data.pretrain_csv}
+        self.calibrate(system, "train_dino.py", hparams_file, overrides)
+        epochs = self.planned_epochs(system, hparams_file, self.data.pretrain_csv)
+        folder = self.folder(system)
+        if not training_done(folder):
+            self.run("train_dino.py", hparams_file, {**overrides, "number_of_epochs": epochs, "output_folder": folder},
+                     f"{system} pretraining")
+        return self.trained_system(system, folder, epochs, hparams_file, self.data.pretrain_csv)
+
+    def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str) -> System:
+        """A :class:`System` for a finished training folder, with its measured cost."""
+        usage = self.stage_usage.get(f"{name} pretraining") or self.stage_usage.get(f"{name} fine-tuning") or {}
+        steps = epochs * max(1, len(read_manifest(train_csv)) // plain_values(hparams_file)["batch_size"])
+        return System(name, os.path.join(folder, "pretrained"), epochs, steps, usage.get("minutes"))
+
+    def aam_epochs(self, init_from: str, train_csv: str) -> int:
+        """Budgeted epochs of an AAM fine-tune (step time measured with the whole network trainable)."""
+        hparams_file = self.presets["train_aam"]
+        schedule = {**plain_values(hparams_file)["schedule"], "frozen_epochs": 0}
+        self.calibrate("aam", "train_aam.py", hparams_file,
+                       {"train_csv": train_csv, "init_from": init_from, "schedule": schedule})
+        return self.planned_epochs("aam", hparams_file, train_csv)
+
+    def fine_tune(self, name: str, init_from: str, train_csv: str, folder: str) -> System:
+        """AAM fine-tuning of ``init_from`` on the labels of ``train_csv``, within the budget."""
+        hparams_file = self.presets["train_aam"]
+        epochs = self.aam_epochs(init_from, train_csv)
+        if not training_done(folder):
+            self.run("train_aam.py", hparams_file,
+                     {"train_csv": train_csv, "init_from": init_from, "number_of_epochs": epochs, "output_folder": folder},
+                     f"{name} fine-tuning")
+        return self.trained_system(name, folder, epochs, hparams_file, train_csv)
+
+    def pseudo_label_rounds(self, dino: System) -> List[System]:
+        """R rounds of pseudo-labelling the pretraining pool, then AAM fine-tuning on the labels."""
+        pipeline = Pipeline({
+            "output_folder": self.folder("rounds"), "train_csv": self.data.pretrain_csv,
+            "pseudo_label_hparams": self.presets["pseudo_label"], "run_options": self.run_options,
+        })
+        systems, pretrained = [], dino.pretrained
+        for round_index in range(1, self.args.rounds + 1):
+            labels = pipeline.pseudo_label(round_index, pretrained)
+            labels_csv = os.path.join(labels, "pseudo_labels.csv")
+            assert_unseen(labels_csv, self.data, labelled=False)
+            system = self.fine_tune(f"round {round_index}", pretrained, labels_csv,
+                                    self.folder("rounds", f"round{round_index}", "aam"))
+            system.clustering = read_json(os.path.join(labels, "report.json"))
+            systems.append(system)
+            pretrained = system.pretrained
+            self.record_usage(f"round {round_index}: pseudo-labels", pipeline.usage[f"round {round_index}: pseudo-labels"])
+        return systems
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, system: System, baselines: Sequence[str]) -> None:
+        """Verification on both trial sets and the emotion folds, into ``eval/<system>/``."""
+        folder = self.folder("eval", system.name.replace(" ", "_"))
+        for eval_set, (test_csv, trials) in zip(EVAL_SETS, (
+            (self.data.ravdess_test_csv, self.data.ravdess_trials),
+            (self.data.librispeech_test_csv, self.data.librispeech_trials),
+        )):
+            if not os.path.isfile(os.path.join(folder, eval_set, "results.json")):
+                self.run("eval_verification.py", os.path.join(REPO, "hparams", "verification.yaml"), {
+                    "pretrained_path": system.pretrained, "test_csv": test_csv, "trials": trials,
+                    "output_folder": os.path.join(folder, eval_set), "system_name": system.name,
+                    "baselines": list(baselines),
+                }, f"{system.name}: verification ({eval_set})")
+        if not os.path.isfile(os.path.join(folder, "emotion", "results.json")):
+            self.run("eval_emotion.py", os.path.join(REPO, "hparams", "emotion.yaml"), {
+                "pretrained_path": system.pretrained, "data_csv": self.data.ravdess_test_csv,
+                "output_folder": os.path.join(folder, "emotion"), "system_name": system.name,
+                "baselines": list(baselines), "protocol": "speaker_kfold", "folds": 4,
+            }, f"{system.name}: emotion")
+
+    def metrics(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
+        """The table row of ``system``; a baseline's metrics are read from ``evaluated_with``'s folder."""
+        owner = evaluated_with or system
+        folder = self.folder("eval", owner.name.replace(" ", "_"))
+        row = {"system": DISPLAY_NAMES.get(system.name, system.name)}
+        for eval_set in EVAL_SETS:
+            results = read_json(os.path.join(folder, eval_set, "results.json"))
+            block = results["baselines"][system.name]["raw"] if evaluated_with else results
+            row[f"EER_{eval_set}"] = block["EER"]
+            row[f"minDCF_{eval_set}"] = block["minDCF_0.01"]
+        emotion = read_json(os.path.join(folder, "emotion", "results.json"))
+        emotion = emotion["baselines"][system.name] if evaluated_with else emotion
+        row["micro_f1"], row["micro_f1_std"] = emotion["micro_f1"], emotion["micro_f1_std"]
+        return row
+
+    def score_file(self, system: System, eval_set: str, evaluated_with: Optional[System] = None) -> str:
+        """Per-trial raw score file of ``system`` on ``eval_set``."""
+        owner = evaluated_with or system
+        return self.folder("eval", owner.name.replace(" ", "_"), eval_set, f"scores_{system.name}_raw.txt")
+
+    def embeddings(self, system: System) -> EmbeddingTable:
+        """The RAVDESS test embeddings cached by the verification of ``system``."""
+        return EmbeddingTable.load(self.folder("eval", system.name.replace(" ", "_"), "ravdess", f"{system.name}_test.npz"))
+
+
+# --------------------------------------------------------------------- report
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    """Markdown lines of a table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def systems_table(rows: Sequence[Dict], systems: Dict[str, System]) -> List[str]:
+    """The main results table: one row per system."""
+    header = ["system", "train min (epochs, steps)", "EER % RAVDESS 17-24", "minDCF(0.01)",
+              "EER % LibriSpeech halves", "minDCF(0.01)", "emotion micro-F1 % (± std, 4 folds)",
+              "pseudo-labels: clusters, kept %, NMI"]
+    body = []
+    for row in rows:
+        system = systems.get(row["system"])  # None for the baselines
+        cost = "-"
+        if system and system.epochs:
+            cost = f"{system.train_minutes:.1f} ({system.epochs}, {system.steps})" if system.train_minutes else \
+                f"- ({system.epochs}, {system.steps})"
+        clustering = "-"
+        if system and system.clustering:
+            report = system.clustering
+            nmi = (report.get("metrics") or {}).get("kept", {}).get("nmi")
+            clustering = (f"{report['clusters_after_filtering']}, {100 * report['kept_fraction']:.0f}%, "
+                          + (f"{nmi:.2f}" if nmi is not None else "-"))
+        body.append([
+            row["system"], cost,
+            f"{row['EER_ravdess']:.2f}", f"{row['minDCF_ravdess']:.3f}",
+            f"{row['EER_librispeech']:.2f}", f"{row['minDCF_librispeech']:.3f}",
+            f"{row['micro_f1']:.1f} ± {row['micro_f1_std']:.1f}", clustering,
+        ])
+    return markdown_table(header, body)
+
+
+def usage_table(stage_usage: Dict[str, Dict[str, float]]) -> List[str]:
+    """Wall time and peak memory of every recipe run of the study."""
+    return markdown_table(
+        ["stage", "wall min", "peak RSS GB"],
+        [[name, f"{usage['minutes']:.2f}", f"{usage['peak_rss_gb']:.2f}"] for name, usage in stage_usage.items()],
+    )
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """Replaces the generated block ``name`` of BENCHMARKS.md (markers kept); appends it when absent."""
+    begin, end = f"<!-- run_all:{name} -->", f"<!-- /run_all:{name} -->"
+    block = f"{begin}\n{content.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_benchmarks(blocks: Dict[str, str]) -> None:
+    """Regenerates the run_all blocks of BENCHMARKS.md, leaving the prose around them alone."""
+    text = open(BENCHMARKS, encoding="utf-8").read() if os.path.isfile(BENCHMARKS) else "# Benchmarks\n"
+    for name, content in blocks.items():
+        text = replace_block(text, name, content)
+    with open(BENCHMARKS, "w", encoding="utf-8") as fout:
+        fout.write(text)
+
+
+# ----------------------------------------------------------------------- main
+def speed_and_scale(args: argparse.Namespace) -> Dict[str, List[str]]:
+    """The speed and scale measurements, each as Markdown lines (run before any training)."""
+    sections = {"prepare": [prepare_shared.measure(SHARED_DATA)]}
+    sections["dino_speed"] = dino_speed.measure(dino_speed.build_parser().parse_args(["--steps", "8"]))
+    sections["extraction_speed"] = extraction_speed.measure(extraction_speed.build_parser().parse_args(["--limit", "240"]))
+    sections["scoring_speed"] = scoring_speed.measure(scoring_speed.build_parser().parse_args([]))
+    clustering: List[str] = []
+    for n in args.scale_sizes:
+        options = ["--n", str(n), "--clusters", str(min(10_000, n // 10)), "--backends", "faiss", "sklearn",
+                   "--pipeline-backends", *(["faiss"] if n <= 100_000 else [])]
+        clustering += cluster_scale.measure_all(cluster_scale.build_parser().parse_args(options))
+    sections["cluster_scale"] = clustering
+    return sections
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=float, default=5.0, help="minutes per training run (default 5: ~1 h in all)")
+    parser.add_argument("--rounds", type=int, default=2, help="pseudo-label rounds")
+    parser.add_argument("--output_folder", default=os.path.join(REPO, "bench", "work", "study"))
+    parser.add_argument("--scale_sizes", type=int, nargs="*", default=[100_000, 1_000_000],
+                        help="embedding counts of the clustering scale test")
+    parser.add_argument("--skip_speed", action="store_true", help="no speed/scale section (keeps the old one)")
+    parser.add_argument("--gpu", action="store_true", help="full-size presets on cuda:0")
+    parser.add_argument("--fresh", action="store_true", help="delete --output_folder first")
+    args = parser.parse_args()
+    command = "python bench/run_all.py " + " ".join(sys.argv[1:])
+    if args.fresh and os.path.isdir(args.output_folder):
+        shutil.rmtree(args.output_folder)
+    started = time.perf_counter()
+    study = Study(args)
+    sections = {} if args.skip_speed else speed_and_scale(args)
+    speed_minutes = (time.perf_counter() - started) / 60
+
+    study.data = prepare_study_data(SHARED_DATA, study.folder("data"))
+    contrastive = study.train_ssl("contrastive", study.presets["contrastive_ecapa"])
+    dino = study.train_ssl("DINO", study.presets["dino_ecapa"])
+    rounds = study.pseudo_label_rounds(dino)
+    upper = study.fine_tune("AAM on true labels", dino.pretrained, study.data.pretrain_csv,
+                            study.folder("aam_true_labels"))
+    trained = [contrastive, dino, *rounds, upper]
+    study.evaluate(dino, BASELINES)
+    for system in trained:
+        if system is not dino:
+            study.evaluate(system, ())
+
+    baselines = [System(name, "") for name in BASELINES]
+    rows = [study.metrics(system, evaluated_with=dino) for system in baselines]
+    rows += [study.metrics(system) for system in trained]
+    by_name = {system.name: system for system in trained}
+    figures = {
+        f"det_{eval_set}": det_figure(
+            {**{DISPLAY_NAMES[b.name]: study.score_file(b, eval_set, dino) for b in baselines},
+             **{s.name: study.score_file(s, eval_set) for s in trained}},
+            os.path.join(FIGURES, f"study_det_{eval_set}.png"),
+            f"{'RAVDESS actors 17-24' if eval_set == 'ravdess' else 'LibriSpeech held-out halves'} "
+            f"(budget {args.budget:g} min per run)",
+        )
+        for eval_set in EVAL_SETS
+    }
+    ravdess_rows = read_manifest(study.data.ravdess_test_csv)
+    mfcc = EmbeddingTable([row["ID"] for row in ravdess_rows], mfcc_statistics(ravdess_rows, standardize=True))
+    figures["embedding_map"] = embedding_map(
+        {"MFCC statistics": mfcc, "DINO": study.embeddings(dino),
+         **({rounds[-1].name: study.embeddings(rounds[-1])} if rounds else {})},
+        ravdess_rows, os.path.join(FIGURES, "study_embedding_map.png"),
+    )
+    total_minutes = (time.perf_counter() - started) / 60
+    seeds = {name: plain_values(path).get("seed") for name, path in study.presets.items()}
+    header = [
+        f"Command: `{command}`  ",
+        f"Date: {datetime.date.today().isoformat()}; machine: {machine()}  ",
+        f"Wall time of this invocation: {total_minutes:.0f} min ({speed_minutes:.0f} min speed and scale). "
+        f"Budget {args.budget:g} min per training run, planned from measured step times "
+        + ", ".join(f"{key} {value:.2f} s" for key, value in study.step_seconds.items()) + ".  ",
+        "Seeds: " + ", ".join(f"{name} {seed}" for name, seed in seeds.items())
+        + "; verification/emotion 0. Evaluation speakers and files asserted absent from the "
+        "pretraining pool and from every pseudo-label manifest.",
+        "",
+        *(f"- {name}: {text}" for name, text in describe(study.data).items()),
+        "",
+    ]
+    blocks = {
+        "study": "\n".join(header + systems_table(rows, by_name)),
+        "figures": "\n".join(
+            f"![{name}]({os.path.relpath(path, REPO)})" for name, path in figures.items()
+        ),
+        "stages": "\n".join(usage_table(study.stage_usage)),
+        **{name: "\n".join(lines) for name, lines in sections.items()},
+    }
+    with open(os.path.join(RESULTS, "study.md"), "w", encoding="utf-8") as fout:
+        fout.write("\n\n".join(f"## {name}\n\n{content}" for name, content in blocks.items()) + "\n")
+    write_benchmarks(blocks)
+    print(blocks["study"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The study's figures: DET curves of every system on one plot, and 2-D maps of embeddings."""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence, Tuple
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+
+from speechbrain_dino.embeddings import EmbeddingTable
+from speechbrain_dino.manifest import Row
+from speechbrain_dino.verification_metrics import plot_det
+
+
+def read_score_file(path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """``label enrol test score`` lines -> (scores [M] float, labels [M] int)."""
+    columns = np.loadtxt(path, dtype=str, ndmin=2)
+    return columns[:, 3].astype(np.float64), columns[:, 0].astype(np.int64)
+
+
+def det_figure(score_files: Mapping[str, str], path: str, title: str) -> str:
+    """One DET plot with a curve per system (``{name: score file}``); returns ``path``."""
+    plot_det({name: read_score_file(score_path) for name, score_path in score_files.items()}, path, title)
+    return path
+
+
+def embedding_map(
+    tables: Mapping[str, EmbeddingTable], rows: Sequence[Row], path: str, seed: int = 0
+) -> str:
+    """t-SNE of each system's embeddings (cosine), one row of panels per system, coloured by
+    speaker (left) and by emotion (right); returns ``path``.
+
+    Arguments
+    ---------
+    tables : mapping
+        ``{system: EmbeddingTable}`` whose ids include every row of ``rows``.
+    rows : sequence of dict
+        ``[N]`` manifest rows with ``spk_id`` and ``emotion``.
+    """
+    ids = [row["ID"] for row in rows]
+    fields = (("spk_id", "speaker"), ("emotion", "emotion"))
+    values = {field: np.array([row[field] for row in rows]) for field, _ in fields}
+    figure = Figure(figsize=(11, 4.6 * len(tables)))
+    for index, (system, table) in enumerate(tables.items()):
+        vectors = table.subset(ids)
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        points = TSNE(n_components=2, metric="cosine", init="pca", perplexity=30, random_state=seed).fit_transform(vectors)
+        for column, (field, label) in enumerate(fields):
+            axes = figure.add_subplot(len(tables), 2, 2 * index + column + 1)
+            for colour, value in enumerate(sorted(set(values[field]))):
+                chosen = values[field] == value
+                axes.scatter(points[chosen, 0], points[chosen, 1], s=8, color=f"C{colour % 10}", label=value)
+            axes.set_title(f"{system}: coloured by {label}", fontsize=10)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.legend(fontsize=6, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
+    return path

@@ -1,0 +1,84 @@
+"""The study script's own logic: speaker-disjoint sets, leak checks, budget planning, report blocks."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from budget import epochs_for_budget, plain_values  # noqa: E402
+from run_all import replace_block  # noqa: E402
+from study_data import assert_unseen, prepare_study_data  # noqa: E402
+
+from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def shared_data(tmp_path, tone_writer):
+    """A fabricated ../shared/data: RAVDESS actors 15-18 (4 files each), 8 LibriSpeech readers."""
+    root = tmp_path / "shared"
+    for actor in (15, 16, 17, 18):
+        for emotion, sentence in (("01", "01"), ("03", "01"), ("03", "02"), ("05", "02")):
+            intensity = "01" if emotion == "01" else "02"
+            name = f"03-01-{emotion}-{intensity}-{sentence}-01-{actor:02d}.flac"
+            tone_writer(str(root / "ravdess" / f"Actor_{actor:02d}" / name), 0.4, seed=actor)
+    for index, speaker in enumerate((19, 26, 27, 32, 39, 40, 60, 78)):
+        seconds = 2.0 if speaker == 26 else 4.5  # 26 is too short to split: never held out
+        tone_writer(str(root / "librispeech_251" / f"{speaker}-100-0001.flac"), seconds, seed=index)
+    return root
+
+
+def test_evaluation_sets_are_disjoint_from_pretraining(shared_data, tmp_path):
+    data = prepare_study_data(str(shared_data), str(tmp_path / "study"))
+    pretrain = read_manifest(data.pretrain_csv)
+    speakers = {row["spk_id"] for row in pretrain}
+    assert speakers == {"15", "16", "ls26", "ls27", "ls32", "ls39", "ls60", "ls78"}
+    # every 4th splittable reader, sorted by id (ls19 ls27 ls32 ls39 ls40 ...), is held out
+    halves = read_manifest(data.librispeech_test_csv)
+    assert [row["ID"] for row in halves] == ["19-100-0001_a", "19-100-0001_b", "40-100-0001_a", "40-100-0001_b"]
+    assert sum(float(row["duration"]) for row in halves[:2]) == pytest.approx(4.5, abs=1e-3)
+    with open(data.librispeech_trials, encoding="utf-8") as fin:
+        labels = [line.split()[0] for line in fin]
+    assert labels.count("1") == 2 and labels.count("0") == 4
+    # RAVDESS targets cross emotion and sentence: per actor (01,01)-(03,02), (01,01)-(05,02), (03,01)-(05,02)
+    with open(data.ravdess_trials, encoding="utf-8") as fin:
+        targets = [line.split()[1:] for line in fin if line.startswith("1")]
+    for enrol, test in targets:
+        assert enrol.split("-")[2] != test.split("-")[2] and enrol.split("-")[4] != test.split("-")[4]
+    assert len(targets) == 2 * 3
+    assert data.eval_speakers == {"17", "18", "ls19", "ls40"}
+
+
+def test_a_leak_into_training_data_is_caught(shared_data, tmp_path):
+    data = prepare_study_data(str(shared_data), str(tmp_path / "study"))
+    rows = read_manifest(data.pretrain_csv)
+    held_out = read_manifest(data.ravdess_test_csv)[0]
+    write_manifest(rows + [dict(held_out, spk_id="cluster7")], tmp_path / "labels.csv")
+    with pytest.raises(AssertionError, match="1 evaluation file"):
+        assert_unseen(str(tmp_path / "labels.csv"), data, labelled=False)
+    write_manifest(rows + [dict(rows[0], ID="other", spk_id="ls19")], tmp_path / "true.csv")
+    assert_unseen(str(tmp_path / "true.csv"), data, labelled=False)
+    with pytest.raises(AssertionError, match="ls19"):
+        assert_unseen(str(tmp_path / "true.csv"), data, labelled=True)
+
+
+def test_budget_planning():
+    # 1152 rows, batch 32 (drop_last): 36 steps per epoch; 5 min at 1 s per step = 300 steps
+    assert epochs_for_budget(5, 1.0, 1152, 32) == 8
+    assert epochs_for_budget(5, 0.5, 1152, 32) == 17
+    assert epochs_for_budget(0.01, 2.0, 1152, 32) == 1  # never zero
+    values = plain_values(os.path.join(REPO, "hparams", "demo", "train_aam.yaml"))
+    assert values["batch_size"] == 32 and values["schedule"]["frozen_epochs"] == 2
+    assert values["augment"] is None  # tagged nodes are not built
+
+
+def test_generated_blocks_replace_only_themselves():
+    text = "# B\nprose\n<!-- run_all:a -->\nold a\n<!-- /run_all:a -->\nmiddle\n<!-- run_all:b -->\nold b\n<!-- /run_all:b -->\n"
+    text = replace_block(text, "a", "new a\n")
+    assert "new a" in text and "old a" not in text and "old b" in text and "middle" in text
+    text = replace_block(text, "c", "fresh")
+    assert text.endswith("<!-- run_all:c -->\nfresh\n<!-- /run_all:c -->\n")
+    assert replace_block(text, "a", "new a") == text  # idempotent

@@ -1,0 +1,128 @@
+"""Sub-centre AAM-softmax: the max over each speaker's centres, and fine-tuning through the recipe."""
+import glob
+import os
+import re
+
+import pytest
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
+
+import speechbrain_dino.brains as brains
+from dino_setup import run_recipe
+from speechbrain_dino.errors import DataError
+from speechbrain_dino.export import export_pretrained, instantiate
+from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.subcenter import check_subcenters, max_over_subcenters
+from speechbrain_dino.synthetic import generate_corpus
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_YAML = os.path.join(REPO, "hparams", "demo", "train_aam.yaml")
+ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
+TINY_ECAPA = dict(input_size=40, channels=[32, 32, 32, 32, 96], lin_neurons=32,
+                  attention_channels=16, se_channels=16)
+TINY_AAM = ["--crop_seconds=1.0", "--batch_size=4", "--noprogressbar",
+            "--schedule={frozen_epochs: 1, warmup_epochs: 0, margin_warmup_epochs: 0}"]
+
+
+def classifier_with(rows):
+    classifier = Classifier(input_size=2, out_neurons=len(rows))
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor(rows))
+    return classifier
+
+
+def test_class_cosine_is_the_max_over_its_own_centres():
+    # 2 speakers x 2 centres, class-major: speaker 0 = (+x, +y), speaker 1 = (-x, -y)
+    classifier = classifier_with([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -1.0]])
+    embeddings = torch.tensor([[[3.0, 4.0]], [[-4.0, 3.0]]])  # unit vectors (0.6, 0.8), (-0.8, 0.6)
+    centre_cosines = classifier(embeddings)
+    torch.testing.assert_close(centre_cosines, torch.tensor([[[0.6, 0.8, -0.6, -0.8]],
+                                                             [[-0.8, 0.6, 0.8, -0.6]]]))
+    class_cosines = max_over_subcenters(centre_cosines, 2)
+    assert class_cosines.shape == (2, 1, 2)
+    torch.testing.assert_close(class_cosines, torch.tensor([[[0.8, -0.6]], [[0.6, 0.8]]]))
+
+
+def test_only_the_dominant_centre_of_each_speaker_gets_a_gradient():
+    classifier = classifier_with([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -1.0]])
+    cosines = max_over_subcenters(classifier(torch.tensor([[[3.0, 4.0]]])), 2)
+    # labelled speaker 1 (a loss far from saturation, so both speakers' gradients are large)
+    loss = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))(cosines, torch.tensor([[1]]))
+    loss.backward()
+    touched = classifier.weight.grad.abs().sum(dim=1) > 0
+    # the embedding's nearest centres: (0, 2) for speaker 0, (-3, 0) for speaker 1
+    assert touched.tolist() == [False, True, True, False]
+
+
+def test_one_subcenter_is_the_plain_classifier():
+    torch.manual_seed(0)
+    classifier = Classifier(input_size=8, out_neurons=5)
+    centre_cosines = classifier(torch.randn(3, 1, 8))
+    assert torch.equal(max_over_subcenters(centre_cosines, 1), centre_cosines)
+
+
+def test_bad_subcenter_values_are_rejected():
+    assert check_subcenters(1) == 1 and check_subcenters(3) == 3
+    for value in (0, -2, 2.5, 2.0, "3", True, None):
+        with pytest.raises(DataError, match="subcenters must be an integer >= 1"):
+            check_subcenters(value)
+    with pytest.raises(ValueError, match="not a multiple"):
+        max_over_subcenters(torch.zeros(2, 1, 5), 2)
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """4 synthetic speakers x 4 utterances with their labels, and a tiny random ECAPA to start from."""
+    rows = generate_corpus(tmp_path / "corpus", speakers=4, utterances=4, emotions=1, seed=0,
+                           min_seconds=1.2, max_seconds=1.5)
+    write_manifest(rows, tmp_path / "train.csv")
+    torch.manual_seed(0)
+    export_pretrained(tmp_path / "init", instantiate(ECAPA, TINY_ECAPA), ECAPA, TINY_ECAPA, {"n_mels": 40})
+    return tmp_path
+
+
+def run_aam(folder, *extra):
+    run_recipe("train_aam", DEMO_YAML, f"--train_csv={folder / 'train.csv'}",
+               f"--init_from={folder / 'init'}", f"--output_folder={folder / 'aam'}", *TINY_AAM, *extra)
+
+
+@pytest.mark.parametrize("subcenters", [1, 2])
+def test_fine_tuning_learns_and_resumes_only_with_the_same_subcenters(
+    labelled, monkeypatch, capsys, subcenters
+):
+    reductions = []
+
+    def recording(cosines, k):
+        class_cosines = max_over_subcenters(cosines, k)
+        reductions.append((cosines.shape[-1], k, class_cosines.shape[-1]))
+        return class_cosines
+
+    monkeypatch.setattr(brains, "max_over_subcenters", recording)
+    rows = 4 * subcenters  # 4 speakers
+    run_aam(labelled, f"--subcenters={subcenters}", "--number_of_epochs=8")
+    assert set(reductions) == {(rows, subcenters, 4)}  # centre cosines -> 4 speaker cosines
+    for checkpoint in glob.glob(str(labelled / "aam" / "save" / "CKPT*")):
+        assert torch.load(os.path.join(checkpoint, "classifier.ckpt"))["weight"].shape == (rows, 32)
+    log = (labelled / "aam" / "train_log.txt").read_text()
+    losses = [float(value) for value in re.findall(r"train loss: ([0-9.e-]+)", log)]
+    assert len(losses) == 8 and max(losses[-2:]) < min(losses[:2]) - 1.0, losses
+    assert (labelled / "aam" / "pretrained" / "embedding_model.ckpt").is_file()
+
+    reductions.clear()
+    run_aam(labelled, f"--subcenters={subcenters}", "--number_of_epochs=9")  # resumes after epoch 8
+    assert "epoch: 9" in (labelled / "aam" / "train_log.txt").read_text()
+    assert len(reductions) == 4  # one epoch of 16 utterances in batches of 4
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_aam(labelled, f"--subcenters={subcenters + 1}", "--number_of_epochs=10")
+    assert exit_info.value.code == 2
+    message = f"classifier weight is [{rows}, 32] but this run builds [{rows + 4}, 32]"
+    assert message in capsys.readouterr().err
+
+
+def test_bad_subcenters_on_the_command_line_end_in_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_aam(tmp_path, "--subcenters=0")  # rejected before the (absent) data is read
+    assert exit_info.value.code == 2
+    assert "error: subcenters must be an integer >= 1" in capsys.readouterr().err
