@@ -1,8 +1,11 @@
 """How clustering scales: k-means into many clusters and the whole pseudo-label pipeline.
 
 Synthetic embeddings: N x dim around unit speaker centres (cosine to centre ~0.75, like the tests).
-Each measurement runs in a fresh forked process that first generates the data, so its peak RSS
-(``ru_maxrss``) is that measurement's own; the data's share is reported beside it.
+Each measurement runs in a freshly spawned process that first generates the data, so its peak
+RSS (``VmHWM``, see speechbrain_dino/memory.py) is that measurement's own; the data's share is
+reported beside it. (Spawned,
+not forked: a child forked after the parent ran torch inherits a dead OpenMP thread pool, and
+faiss's BLAS then spins forever waiting for it.)
 
     python bench/cluster_scale.py --n 100000                  # k-means faiss vs sklearn + pipeline
     python bench/cluster_scale.py --n 1000000 --backends faiss --pipeline-backends \
@@ -16,7 +19,6 @@ import argparse
 import multiprocessing
 import os
 import platform
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Tuple
@@ -26,6 +28,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
 from speechbrain_dino.clustering import agglomerate, kmeans
+from speechbrain_dino.memory import own_peak_rss_gb
 from speechbrain_dino.pseudo_labels import PseudoLabelConfig, purity, pseudo_label
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cluster_scale.md")
@@ -46,18 +49,13 @@ def planted_embeddings(
     return x, speaker
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory so far, in GB (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-
 def measure(stage: str, backend: str, args: argparse.Namespace) -> Dict:
-    """Runs one stage on fresh data in this (forked) process: seconds, memory, quality."""
+    """Runs one stage on fresh data in this (spawned) process: seconds, memory, quality."""
     if stage == "agglomerate":  # stand-ins for N/4 k-means centroids of 4 utterances each
         x, speaker = planted_embeddings(args.n // 4, args.dim, args.speakers, cosine=0.915)
     else:
         x, speaker = planted_embeddings(args.n, args.dim, args.speakers)
-    data_gb = peak_rss_gb()
+    data_gb = own_peak_rss_gb()
     start = time.perf_counter()
     if stage == "agglomerate":
         labels = agglomerate(x, args.threshold)
@@ -76,13 +74,13 @@ def measure(stage: str, backend: str, args: argparse.Namespace) -> Dict:
         detail = (f"C={report['kmeans_clusters']} -> {report['clusters_before_filtering']} "
                   f"clusters, kept {report['kept_fraction']:.2f}; s: {report['seconds']}")
     return {"stage": stage, "backend": backend, "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_gb": round(peak_rss_gb(), 2), "data_rss_gb": round(data_gb, 2),
+            "peak_rss_gb": round(own_peak_rss_gb(), 2), "data_rss_gb": round(data_gb, 2),
             "quality": quality, "detail": detail}
 
 
 def in_fresh_process(stage: str, backend: str, args: argparse.Namespace) -> Dict:
-    """:func:`measure` in a new forked process (so ru_maxrss is the stage's own)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+    """:func:`measure` in a new spawned process (so its peak memory is the stage's own)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measure, stage, backend, args).result()
 
 

@@ -55,13 +55,26 @@ def dataio_prep(hparams, rows):
         return label_encoder.encode_sequence_torch([spk_id])
 
     train_data.add_dynamic_item(encode_label)
-    label_encoder.load_or_create(
-        path=os.path.join(hparams["save_folder"], "label_encoder.txt"),
-        from_didatasets=[train_data],
-        output_key="spk_id",
-    )
+    encoder_path = os.path.join(hparams["save_folder"], "label_encoder.txt")
+    label_encoder.load_or_create(path=encoder_path, from_didatasets=[train_data], output_key="spk_id")
+    check_label_set(label_encoder, {row["spk_id"] for row in rows}, encoder_path)
     train_data.set_output_keys(["id", "sig", "spk_id_encoded"])
     return train_data, label_encoder
+
+
+def check_label_set(label_encoder, speakers, encoder_path):
+    """DataError unless the (possibly reloaded) label encoder holds exactly ``speakers``.
+
+    A label encoder left in ``save_folder`` by a run on another ``train_csv`` (e.g. an earlier
+    round's pseudo-labels) would map the labels wrongly, and its checkpoints would not fit.
+    """
+    if set(label_encoder.lab2ind) != speakers:
+        raise DataError(
+            f"holds {len(label_encoder)} labels, but train_csv has {len(speakers)} "
+            "different ones: this output folder belongs to a run on another train_csv; "
+            "use a new --output_folder",
+            encoder_path,
+        )
 
 
 def attach_models(hparams, n_speakers):

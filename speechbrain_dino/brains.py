@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from typing import Dict, List, Optional
 
 import speechbrain as sb
@@ -23,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain.nnet.losses import AdditiveAngularMargin
+from speechbrain.utils.distributed import if_main_process
 
 from speechbrain_dino.dino import (
     diagnose_collapse,
@@ -30,8 +30,10 @@ from speechbrain_dino.dino import (
     param_groups_for_weight_decay,
     unwrap_parallel,
 )
+from speechbrain_dino.epoch_stats import EpochAverages
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import export_pretrained
+from speechbrain_dino.rng import decorrelate_ranks
 from speechbrain_dino.schedules import DINOSchedule, FineTuneSchedule
 from speechbrain_dino.subcenter import max_over_subcenters
 
@@ -79,8 +81,9 @@ class EncoderBrain(sb.Brain):
         self.steps_per_epoch: Optional[int] = None
         self.schedule: Optional[DINOSchedule] = None
         self.current = None  # the schedule's values at the current step (a NamedTuple)
-        self.epoch_sums: Dict[str, float] = defaultdict(float)
-        self.epoch_batches = 0
+        self.epoch_averages = EpochAverages()
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
 
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
@@ -118,9 +121,11 @@ class EncoderBrain(sb.Brain):
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
     def on_fit_start(self) -> None:
-        """Builds the schedule, then SpeechBrain's start (DDP wrap, optimiser, recovery)."""
+        """Builds the schedule, SpeechBrain's start (DDP wrap, optimiser, recovery), then gives
+        each DDP rank its own random stream (:func:`~speechbrain_dino.rng.decorrelate_ranks`)."""
         self.schedule = self.build_schedule()
         super().on_fit_start()
+        decorrelate_ranks()
 
     def _wrap_distributed(self) -> None:
         """DDP as SpeechBrain does it, but without SyncBatchNorm under gloo (CPU).
@@ -167,7 +172,7 @@ class EncoderBrain(sb.Brain):
         batch = batch.to(self.device)
         batch_size = batch.global_crops.data.shape[0]
         if stage == sb.Stage.TRAIN:
-            self.epoch_sums["padded_crops_per_batch"] += float(sum(batch.n_padded_crops))
+            self.epoch_averages.add({"padded_crops_per_batch": sum(batch.n_padded_crops)})
         return tuple(
             self.features(self.augmented(views_to_rows(crops.data), stage, batch_size))
             for crops in (batch.global_crops, batch.local_crops)
@@ -199,29 +204,21 @@ class EncoderBrain(sb.Brain):
         self.optimizer_step += 1
 
     def record(self, stats: Dict[str, torch.Tensor]) -> None:
-        """Adds one batch's diagnostics to the epoch averages.
-
-        The averages are not checkpointed: after a mid-epoch resume, that epoch's logged
-        diagnostics cover the batches after the resume only.
-        """
-        for key, value in stats.items():
-            self.epoch_sums[key] += float(value)
-        self.epoch_batches += 1
+        """Adds one batch's diagnostics to the epoch averages (checkpointed with the run)."""
+        self.epoch_averages.add_batch(stats)
 
     # ------------------------------------------------------------- per epoch
     def on_stage_start(self, stage, epoch=None) -> None:
-        """Resets the epoch statistics."""
-        self.epoch_sums = defaultdict(float)
-        self.epoch_batches = 0
+        """Starts the epoch's averages (kept when resuming mid-epoch)."""
+        if stage == sb.Stage.TRAIN:
+            self.epoch_averages.start_epoch()
 
     def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
         """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints."""
         if stage != sb.Stage.TRAIN:
             return
         train_stats = {"loss": stage_loss}
-        train_stats.update(
-            {key: total / max(self.epoch_batches, 1) for key, total in self.epoch_sums.items()}
-        )
+        train_stats.update(self.epoch_averages.averages())
         valid_stats = self.validate()
         meta = {"epoch": epoch, "steps": self.optimizer_step}
         if self.current is not None:
@@ -241,9 +238,13 @@ class EncoderBrain(sb.Brain):
         """Subclass hook: inspect the epoch's statistics (e.g. collapse detection)."""
 
     def validate(self) -> Dict[str, float]:
-        """Validation EER of :meth:`exported_encoder` when ``hparams.validator`` is set."""
+        """Validation EER of :meth:`exported_encoder` when ``hparams.validator`` is set.
+
+        Under DDP only the main process validates (it alone logs and checkpoints); the other
+        ranks wait for it at the next step's gradient synchronisation.
+        """
         validator = getattr(self.hparams, "validator", None)
-        if validator is None:
+        if validator is None or not if_main_process():
             return {}
         modules = {
             "compute_features": self.modules.compute_features,

@@ -16,7 +16,7 @@ threshold, so the number of clusters comes out of the threshold, not from the ca
 from __future__ import annotations
 
 import heapq
-from typing import List, Optional, Set, Tuple
+from typing import Callable, List, Optional, Set, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -214,6 +214,28 @@ def knn_edges(
     return first[unique], second[unique], similarity[valid][unique]
 
 
+def cosine_linkage(
+    sums_a: np.ndarray, weight_a: np.ndarray, sums_b: np.ndarray, weight_b: np.ndarray
+) -> np.ndarray:
+    """Weighted average cosine between the members of groups A and B (module docstring).
+
+    Arguments
+    ---------
+    sums_a, sums_b : np.ndarray [M, D] (or [D], broadcast), weighted sums of unit member vectors
+    weight_a, weight_b : np.ndarray [M] (or scalar), summed member weights
+
+    Returns
+    -------
+    np.ndarray [M]
+    """
+    return np.sum(sums_a * sums_b, axis=-1) / (weight_a * weight_b)
+
+
+#: ``linkage(sums_a, weight_a, sums_b, weight_b) -> [M]``, broadcasting like :func:`cosine_linkage`;
+#: higher means "more likely the same cluster".
+Linkage = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def agglomerate(
     centroids: np.ndarray,
     threshold: float,
@@ -244,15 +266,49 @@ def agglomerate(
     weight = np.ones(n_items) if weights is None else np.asarray(weights, dtype=np.float64)
     if weight.shape != (n_items,) or np.any(weight <= 0):
         raise DataError(f"agglomerate needs {n_items} positive weights, got shape {weight.shape}")
-    first, second, similarity = knn_edges(unit, knn, threshold, backend)
+    first, second, _ = knn_edges(unit, knn, threshold, backend)
     sums = unit.astype(np.float64) * weight[:, None]
+    return agglomerate_groups(sums, weight, first, second, threshold, cosine_linkage)
+
+
+def agglomerate_groups(
+    sums: np.ndarray,
+    weight: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    threshold: float,
+    linkage: Linkage,
+) -> np.ndarray:
+    """Greedy agglomeration of groups described by sufficient statistics, on a candidate graph.
+
+    Repeatedly merges the connected pair of groups with the highest ``linkage`` until no
+    connected pair reaches ``threshold``; a merged group's statistics are the sums of its parts
+    and its neighbours the union of theirs.
+
+    Arguments
+    ---------
+    sums : np.ndarray [C, D] float64, each item's summed vectors (a copy is updated)
+    weight : np.ndarray [C] float64, each item's weight or member count (a copy is updated)
+    first, second : np.ndarray [E] int, the candidate edges (each pair once)
+    threshold : float
+    linkage : :data:`Linkage`
+
+    Returns
+    -------
+    np.ndarray [C] int64, cluster labels 0..K-1
+    """
+    sums = np.array(sums, dtype=np.float64)
+    weight = np.array(weight, dtype=np.float64)
+    n_items = len(sums)
+    value = linkage(sums[first], weight[first], sums[second], weight[second])
+    reach = value >= threshold
+    first, second, value = first[reach], second[reach], value[reach]
     neighbors: List[Set[int]] = [set() for _ in range(n_items)]
     for a, b in zip(first.tolist(), second.tolist()):
         neighbors[a].add(b)
         neighbors[b].add(a)
     stamp = [0] * n_items
-    heap = [(-value, a, b, 0, 0)
-            for value, a, b in zip(similarity.tolist(), first.tolist(), second.tolist())]
+    heap = [(-v, a, b, 0, 0) for v, a, b in zip(value.tolist(), first.tolist(), second.tolist())]
     heapq.heapify(heap)
     merged_into = np.arange(n_items)
     while heap:
@@ -272,7 +328,7 @@ def agglomerate(
         neighbors[keep] |= neighbors[gone]
         neighbors[keep] -= {keep, gone}
         neighbors[gone] = set()
-        _push_linkages(heap, keep, neighbors[keep], sums, weight, stamp, threshold)
+        _push_linkages(heap, keep, neighbors[keep], sums, weight, stamp, threshold, linkage)
     return _roots_as_labels(merged_into)
 
 
@@ -284,14 +340,15 @@ def _push_linkages(
     weight: np.ndarray,
     stamp: List[int],
     threshold: float,
+    linkage: Linkage,
 ) -> None:
-    """Pushes ``group``'s average linkage to each neighbour that reaches the threshold."""
+    """Pushes ``group``'s linkage to each neighbour that reaches the threshold."""
     if not group_neighbors:
         return
     others = np.fromiter(group_neighbors, dtype=np.int64, count=len(group_neighbors))
-    linkage = sums[others] @ sums[group] / (weight[others] * weight[group])
-    for other, value in zip(others[linkage >= threshold].tolist(),
-                            linkage[linkage >= threshold].tolist()):
+    values = linkage(sums[others], weight[others], sums[group], weight[group])
+    for other, value in zip(others[values >= threshold].tolist(),
+                            values[values >= threshold].tolist()):
         heapq.heappush(heap, (-value, group, other, stamp[group], stamp[other]))
 
 

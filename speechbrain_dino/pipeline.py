@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import yaml
 
 from speechbrain_dino.errors import DataError
+from speechbrain_dino.memory import PeakMemoryMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def override_args(overrides: Optional[Mapping[str, Any]]) -> List[str]:
 
 @dataclasses.dataclass(frozen=True)
 class StageUsage:
-    """What one stage cost: wall seconds and the peak resident memory of its process tree (GB)."""
+    """What one stage cost: wall seconds and the peak resident memory of its process (GB)."""
 
     seconds: float
     peak_rss_gb: float
@@ -75,18 +76,20 @@ def run_recipe(
     """Runs ``recipes/<recipe>`` with ``hparams_file`` and overrides; raises on failure.
 
     The stage's console output goes to the terminal as it runs (progress bars included). Its wall
-    time and peak memory (``ru_maxrss`` of that child alone, through ``os.wait4``; DataLoader
-    workers it waited for included) are logged and returned. ``extra_args`` are passed as they
-    are (e.g. ``--debug``).
+    time and peak memory (the recipe process's own high-water mark, sampled while it runs, see
+    :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are logged and
+    returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
     """
     command = [sys.executable, os.path.join(RECIPES, recipe), hparams_file, *override_args(overrides), *extra_args]
     logger.info("stage %s: %s", log_name, " ".join(command))
     print(f"\n=== {log_name} ===", flush=True)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO_ROOT)
-    _, status, rusage = os.wait4(process.pid, 0)
+    with PeakMemoryMonitor(process.pid) as memory:
+        _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    usage = StageUsage(time.perf_counter() - start, rusage.ru_maxrss / 2**20)
+    peak_gb = memory.peak_gb if memory.peak_gb is not None else rusage.ru_maxrss / 2**20
+    usage = StageUsage(time.perf_counter() - start, peak_gb)
     if process.returncode != 0:
         raise DataError(
             f"stage {log_name} failed (exit {process.returncode}); rerun the pipeline to resume it, "

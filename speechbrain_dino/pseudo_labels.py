@@ -12,10 +12,14 @@ Pipeline (:func:`pseudo_label`), all in cosine geometry:
    CPU DINO run, has lower same-speaker cosines and needs a lower one).
 4. ``refine="reassign"``: re-estimate each cluster's centroid (mean of its unit members) and move
    every utterance to the cluster whose centroid is most cosine-similar (one k-means step at
-   speaker level, undoing k-means micro-cluster mistakes). ``"none"`` skips it. The paper's
-   optional PLDA-scored second AHC is not implemented.
-5. Filtering, with each member's cosine to its cluster centroid as a posterior proxy (a confident
-   member sits close to its speaker's mean): drop members below ``min_score``, the lowest
+   speaker level, undoing k-means micro-cluster mistakes). ``"none"`` skips it.
+5. Optional (``plda_second_pass``): fit a two-covariance PLDA on those clusters
+   (:mod:`speechbrain_dino.plda`), agglomerate the clusters again with the PLDA log-likelihood
+   ratio as linkage (stopping at ``plda_threshold``; 0 = "same speaker" as likely as not), and
+   score each member by its PLDA posterior for its cluster against the nearest rivals.
+6. Filtering. A member's score is that PLDA posterior after a second pass, otherwise its cosine
+   to its cluster centroid (a proxy: a confident member sits close to its speaker's mean):
+   drop members below ``min_score``, the lowest
    ``member_quantile`` of every cluster, then, when ``keep_fraction`` is set, everything under the
    global cosine threshold chosen so that about that fraction of all rows is finally kept. Then
    clusters smaller than ``min_size`` are dropped, and clusters larger than ``max_size`` are
@@ -36,14 +40,17 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from speechbrain_dino.clustering import (
     agglomerate,
+    agglomerate_groups,
     cluster_sums,
     kmeans,
+    knn_edges,
     l2_normalize,
     nearest_neighbors,
     resolve_backend,
 )
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import Row
+from speechbrain_dino.plda import fit_plda, group_llr, member_posteriors
 
 REFINE_MODES = ("none", "reassign")
 
@@ -64,7 +71,10 @@ class PseudoLabelConfig:
     ahc_threshold : cosine similarity at which centroid agglomeration stops (embedding-dependent).
     knn : neighbours per centroid in the agglomeration graph.
     refine : "reassign" or "none".
-    min_score : drop members whose cosine to their cluster centroid is below this (None: off).
+    plda_second_pass : PLDA-scored second agglomeration and PLDA member posteriors.
+    plda_threshold : log-likelihood ratio a second-pass merge must reach.
+    min_score : drop members whose score (cosine to their cluster centroid, or PLDA posterior
+        after a second pass) is below this (None: off).
     member_quantile : drop this lowest fraction of every cluster's members by cosine (0: off).
     keep_fraction : target fraction of all utterances kept after every filter (None: no target).
     min_size, max_size : cluster size bounds after member filtering (max_size None: unbounded).
@@ -77,6 +87,8 @@ class PseudoLabelConfig:
     ahc_threshold: float = 0.8
     knn: int = 10
     refine: str = "reassign"
+    plda_second_pass: bool = False
+    plda_threshold: float = 0.0
     min_score: Optional[float] = None
     member_quantile: float = 0.0
     keep_fraction: Optional[float] = None
@@ -166,7 +178,12 @@ def pseudo_label(
     if config.refine == "reassign":
         clusters = reassign(reduced, clusters, config.backend)
     lap("refine")
-    scores = member_scores(reduced, clusters)
+    first_pass_clusters = int(clusters.max()) + 1
+    if config.plda_second_pass:
+        clusters, scores = plda_second_pass(reduced, clusters, config)
+        lap("plda")
+    else:
+        scores = member_scores(reduced, clusters)
     kept, score_threshold = select_members(clusters, scores, config)
     lap("filter")
     labels = np.full(len(x), -1, dtype=np.int64)
@@ -175,6 +192,7 @@ def pseudo_label(
         "utterances": len(x),
         "dims_after_pca": reduced.shape[1],
         "kmeans_clusters": int(assignments.max()) + 1,
+        "clusters_after_first_pass": first_pass_clusters,
         "clusters_before_filtering": int(clusters.max()) + 1,
         "clusters_after_filtering": int(labels.max()) + 1,
         "kept": int(kept.sum()),
@@ -285,6 +303,31 @@ def reassign(x: np.ndarray, labels: np.ndarray, backend: str = "auto") -> np.nda
     return np.unique(nearest[:, 0], return_inverse=True)[1].astype(np.int64)
 
 
+def plda_second_pass(
+    x: np.ndarray, labels: np.ndarray, config: PseudoLabelConfig
+) -> Tuple[np.ndarray, np.ndarray]:
+    """PLDA fitted on ``labels``, PLDA-linkage agglomeration of the clusters, member posteriors.
+
+    Arguments
+    ---------
+    x : np.ndarray [N, D], L2-normalised rows
+    labels : np.ndarray [N] int, first-pass clusters 0..K-1
+
+    Returns
+    -------
+    labels : np.ndarray [N] int64, merged clusters 0..K'-1 (K' <= K)
+    posteriors : np.ndarray [N] float64, each row's PLDA posterior for its merged cluster
+    """
+    model = fit_plda(x, labels)
+    y = model.project(x)
+    sums, counts = cluster_sums(y, labels, int(labels.max()) + 1)
+    first, second, _ = knn_edges(l2_normalize(sums), config.knn, -1.0, config.backend)
+    merged = agglomerate_groups(
+        sums, counts, first, second, config.plda_threshold, group_llr(model.psi)
+    )[labels]
+    return merged, member_posteriors(y, merged, model.psi, config.knn, config.backend)
+
+
 def member_scores(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Cosine of each row [N, D] to its cluster's mean direction (the posterior proxy), [N]."""
     return np.einsum("nd,nd->n", x, mean_directions(x, labels)[labels])
@@ -293,7 +336,7 @@ def member_scores(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def select_members(
     labels: np.ndarray, scores: np.ndarray, config: PseudoLabelConfig
 ) -> Tuple[np.ndarray, Optional[float]]:
-    """Which rows survive the member and cluster-size filters (module docstring, step 5).
+    """Which rows survive the member and cluster-size filters (module docstring, step 6).
 
     With ``keep_fraction``, the global score threshold is found by bisection over the observed
     scores: the kept count is non-increasing in the threshold (oversized clusters are subsampled,

@@ -12,7 +12,7 @@ import speechbrain_dino.brains as brains
 from dino_setup import run_recipe
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import export_pretrained, instantiate
-from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.subcenter import check_subcenters, max_over_subcenters
 from speechbrain_dino.synthetic import generate_corpus
 
@@ -126,3 +126,16 @@ def test_bad_subcenters_on_the_command_line_end_in_one_error_line(tmp_path, caps
         run_aam(tmp_path, "--subcenters=0")  # rejected before the (absent) data is read
     assert exit_info.value.code == 2
     assert "error: subcenters must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_rerun_on_other_labels_in_the_same_folder_is_refused(labelled, capsys):
+    run_aam(labelled, "--number_of_epochs=1")
+    rows = read_manifest(str(labelled / "train.csv"))
+    write_manifest([dict(row, spk_id=f"other{index % 3}") for index, row in enumerate(rows)],
+                   labelled / "train.csv")
+    with pytest.raises(SystemExit) as exit_info:
+        run_aam(labelled, "--number_of_epochs=2")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "label_encoder.txt: holds 4 labels, but train_csv has 3 different ones" in error
+    assert "use a new --output_folder" in error
