@@ -63,6 +63,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert resumed_log[-1] == straight_log[-1]
 
 
+def failure_report(stderr: str) -> str:
+    """The lines of a failed torchrun that say why (per-rank errors), then its last lines."""
+    causes = [line for line in stderr.splitlines()
+              if any(word in line for word in ("Error", "error:", "terminate", "what()", "Abort"))]
+    return "\n".join(causes[:40]) + "\n...\n" + stderr[-2000:]
+
+
 def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
     train_csv = tone_corpus(str(tmp_path / "data"), count=8)
     output = tmp_path / "ddp"
@@ -73,7 +80,7 @@ def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure_report(result.stderr)
     checkpoints = glob.glob(str(output / "save" / "CKPT*"))
     assert len(checkpoints) == 1
     # each rank saw half the data: 8 utterances / 2 ranks / batch 4 = 1 step
