@@ -8,6 +8,7 @@ ends in one ``error: ...`` line and exit status 2 instead of a traceback.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -38,9 +39,11 @@ def data_error_message(error: DataError) -> str:
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
     """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2.
 
-    Under ``torchrun``, the process group is then ended on every rank together (a barrier, then
-    ``destroy_process_group``): gloo otherwise intermittently aborts a rank at interpreter exit
-    while another still uses the group.
+    Under ``torchrun``, the process group is then ended on every rank together: first a garbage
+    collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
+    reference cycle) free their reducers now rather than during interpreter shutdown, where
+    destroying their gloo threads intermittently aborted a rank ("terminate called without an
+    active exception"); then a barrier and ``destroy_process_group``.
     """
 
     @functools.wraps(main)
@@ -51,6 +54,7 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
             print(f"error: {data_error_message(error)}", file=sys.stderr)
             sys.exit(2)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gc.collect()
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
