@@ -3,9 +3,8 @@
 Synthetic embeddings: N x dim around unit speaker centres (cosine to centre ~0.75, like the tests).
 Each measurement runs in a freshly spawned process that first generates the data, so its peak
 RSS (``VmHWM``, see speechbrain_dino/memory.py) is that measurement's own; the data's share is
-reported beside it. (Spawned,
-not forked: a child forked after the parent ran torch inherits a dead OpenMP thread pool, and
-faiss's BLAS then spins forever waiting for it.)
+reported beside it. Spawned, not forked: a child forked after the parent ran torch inherits a
+dead OpenMP thread pool, and faiss's BLAS then spins forever waiting for it.
 
     python bench/cluster_scale.py --n 100000                  # k-means faiss vs sklearn + pipeline
     python bench/cluster_scale.py --n 1000000 --backends faiss --pipeline-backends \

@@ -79,7 +79,7 @@ def fit_plda(x: np.ndarray, labels: np.ndarray, ridge: float = 1e-6) -> PLDA:
     if n_classes < 2 or n_rows - n_classes < 2:
         raise DataError(
             f"PLDA needs at least 2 clusters with >= 2 members (got {n_classes}); "
-            "lower the first-pass threshold or use refine: reassign"
+            "lower ahc_threshold (larger first-pass clusters) or set plda_second_pass: False"
         )
     members = usable[labels]
     class_means = sums[usable] / counts[usable, None]
