@@ -30,7 +30,8 @@ setup(
     entry_points={
         "console_scripts": [
             "sbdino-prepare=speechbrain_dino.prepare.__main__:main",
-            "sbdino-synthetic=speechbrain_dino.synthetic:main",
+            "sbdino-synthetic=speechbrain_dino.synthetic.__main__:main",
+            "sbdino-make-trials=speechbrain_dino.verification.make_trials:main",
         ]
     },
 )

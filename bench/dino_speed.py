@@ -27,9 +27,9 @@ from speechbrain.dataio.dataloader import make_dataloader
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, SHARED_DATA, write_result  # noqa: E402
 
-from speechbrain_dino.brains import views_to_rows  # noqa: E402
-from speechbrain_dino.crops import multicrop_pipeline  # noqa: E402
-from speechbrain_dino.dataio import dataset_from_manifest  # noqa: E402
+from speechbrain_dino.training.brains.multicrop import views_to_rows  # noqa: E402
+from speechbrain_dino.data.crops import multicrop_pipeline  # noqa: E402
+from speechbrain_dino.data.dataio import dataset_from_manifest  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
 
 

@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_result  # noqa: E402
 
-from speechbrain_dino.scoring import as_norm, cosine_scores  # noqa: E402
-from speechbrain_dino.verification_metrics import verification_metrics  # noqa: E402
+from speechbrain_dino.verification.scoring import as_norm, cosine_scores  # noqa: E402
+from speechbrain_dino.verification.metrics import verification_metrics  # noqa: E402
 
 
 def timed(function, *args, **kwargs):

@@ -25,8 +25,8 @@ from speechbrain_dino.audio import load_audio
 from speechbrain_dino.manifest import Row, read_manifest, write_manifest
 from speechbrain_dino.prepare.librispeech import prepare_librispeech
 from speechbrain_dino.prepare.ravdess import prepare_ravdess
-from speechbrain_dino.trial_generation import generate_trials
-from speechbrain_dino.trials import write_trials
+from speechbrain_dino.verification.trial_generation import generate_trials
+from speechbrain_dino.verification.trials import write_trials
 
 HELD_OUT_ACTORS = range(17, 25)
 MIN_SPLIT_SECONDS = 4.0

@@ -10,7 +10,7 @@ from sklearn.manifold import TSNE
 
 from speechbrain_dino.embeddings import EmbeddingTable
 from speechbrain_dino.manifest import Row
-from speechbrain_dino.verification_metrics import plot_det
+from speechbrain_dino.verification.metrics import plot_det
 
 
 def read_score_file(path: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -11,17 +11,16 @@ same folds. Writes ``results.json`` (``micro_f1`` in percent, mean over folds, p
 ``macro_f1``, ``ua``; baselines under ``baselines``), a confusion-matrix PNG per system, and prints
 one results line per system.
 """
-import json
-import os
 import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.emotion import evaluate_emotion, plot_confusion
-from speechbrain_dino.folds import assert_speaker_independent, speaker_independent_folds
+from speechbrain_dino.baselines import checked_baselines, system_embeddings
+from speechbrain_dino.emotion.evaluation import evaluate_emotion
+from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
+from speechbrain_dino.emotion.outputs import write_outputs
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, extraction_options, load_recipe
-from speechbrain_dino.systems import checked_baselines, system_embeddings
 
 
 @exit_on_data_error
@@ -41,22 +40,17 @@ def main(argv):
     assert_speaker_independent(rows, folds)
     labels = [row["emotion"] for row in rows]
     speakers = [row["spk_id"] for row in rows]
-    summary = {}
+    results = {}
     for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:
         table = system_embeddings(
             name, hparams["pretrained_path"], rows, hparams["output_folder"], "embeddings",
             extraction_options(hparams, run_opts), seed=hparams["seed"],
         )
-        results = evaluate_emotion(
+        results[name] = evaluate_emotion(
             table.vectors, labels, folds, speakers, classifier=hparams["classifier"], seed=hparams["seed"]
         )
-        plot_confusion(results, os.path.join(hparams["output_folder"], f"confusion_{name}.png"))
-        summary[name] = results.to_dict()
-        print(f"emotion | {name} | {results.summary()}")
-    output = dict(summary.pop(hparams["system_name"]))
-    output["baselines"] = summary
-    with open(os.path.join(hparams["output_folder"], "results.json"), "w", encoding="utf-8") as fout:
-        json.dump(output, fout, indent=2)
+        print(f"emotion | {name} | {results[name].summary()}")
+    write_outputs(results, hparams["output_folder"], main=hparams["system_name"])
 
 
 if __name__ == "__main__":

@@ -14,12 +14,10 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.errors import DataError
+from speechbrain_dino.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, extraction_options, load_recipe
-from speechbrain_dino.scoring import speaker_means
-from speechbrain_dino.systems import checked_baselines, system_embeddings
-from speechbrain_dino.verification import results_line, verify, write_outputs
+from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, results_line, verify, write_outputs
 
 
 @exit_on_data_error
@@ -36,11 +34,7 @@ def main(argv):
     test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"))
     cohort_rows = None
     if hparams.get("cohort_csv"):
-        cohort_rows = read_manifest(hparams["cohort_csv"], required=("ID", "duration", "wav", "spk_id"))
-        if len({row["spk_id"] for row in cohort_rows} - {""}) < 2:
-            raise DataError("a cohort needs labelled rows of at least 2 speakers (spk_id)", hparams["cohort_csv"])
-        if hparams["as_norm_top_n"] is not None and hparams["as_norm_top_n"] < 2:
-            raise DataError(f"as_norm_top_n must be >= 2 or null, got {hparams['as_norm_top_n']}")
+        cohort_rows = read_cohort(hparams["cohort_csv"], hparams["as_norm_top_n"])
     options = extraction_options(hparams, run_opts)
     results = {}
     for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:
@@ -50,10 +44,7 @@ def main(argv):
                 options, seed=hparams["seed"],
             )
 
-        cohort = None
-        if cohort_rows is not None:
-            cohort_table = embed(cohort_rows, "cohort")
-            cohort, _ = speaker_means(cohort_table.vectors, [row["spk_id"] for row in cohort_rows])
+        cohort = None if cohort_rows is None else cohort_means(embed(cohort_rows, "cohort"), cohort_rows)
         results[name] = verify(embed(test_rows, "test"), hparams["trials"], cohort, hparams["as_norm_top_n"])
         print(f"verification | {name} | {results_line(results[name])}")
     write_outputs(results, hparams["output_folder"], main=hparams["system_name"])

@@ -19,7 +19,8 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dino.embeddings import extract_embeddings
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.pseudo_labels import pseudo_label, relabel_rows
+from speechbrain_dino.pseudo_labels.labelling import pseudo_label
+from speechbrain_dino.pseudo_labels.outputs import relabel_rows
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
 
 

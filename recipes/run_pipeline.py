@@ -20,9 +20,9 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dino.manifest import write_manifest
 from speechbrain_dino.pipeline import Pipeline
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
-from speechbrain_dino.synthetic import generate_corpus
-from speechbrain_dino.trial_generation import generate_trials
-from speechbrain_dino.trials import write_trials
+from speechbrain_dino.synthetic.corpus import generate_corpus
+from speechbrain_dino.verification.trial_generation import generate_trials
+from speechbrain_dino.verification.trials import write_trials
 
 
 def prepare_synthetic_data(hparams):

@@ -7,7 +7,7 @@
 The encoder's architecture and weights come from ``init_from`` (a ``pretrained/`` folder written by
 this project: DINO or a previous round). Two phases (embedding layer + classifier, then the whole
 network at a lower LR), margin warm-up, optional sub-centres (``--subcenters=3``: K centres per
-speaker, see :mod:`speechbrain_dino.subcenter`), random crops and augmentation; checkpoints every
+speaker, see :mod:`speechbrain_dino.training.aam_loss`), random crops and augmentation; checkpoints every
 epoch, resumes when restarted, and ends by writing ``<output_folder>/pretrained/``.
 """
 import os
@@ -19,13 +19,12 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.utils.data_pipeline import provides, takes
 
-from speechbrain_dino.crops import random_crop_pipeline
-from speechbrain_dino.dataio import dataset_from_rows
+from speechbrain_dino.data.crops import random_crop_pipeline
+from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import FBANK_CLASS, instantiate, load_pretrained_encoder
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
-from speechbrain_dino.subcenter import check_subcenters
 
 
 def labelled_rows(csv_path):
@@ -107,8 +106,6 @@ def attach_models(hparams, n_speakers):
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
-    # 1 (plain AAM-softmax) for YAMLs written before sub-centres
-    hparams["subcenters"] = check_subcenters(hparams.get("subcenters", 1))
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -16,10 +16,10 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.crops import multicrop_pipeline
-from speechbrain_dino.dataio import dataset_from_manifest
+from speechbrain_dino.data.crops import multicrop_pipeline
+from speechbrain_dino.data.dataio import dataset_from_manifest
 from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
-from speechbrain_dino.validation import TrialValidator
+from speechbrain_dino.verification.validation import TrialValidator
 
 
 def dataio_prep(hparams):

@@ -1,16 +1,19 @@
-"""The reference baseline: per-utterance MFCC mean and standard deviation.
+"""The systems an evaluation compares: the evaluated encoder and the reference baselines.
 
-Each utterance becomes ``[mean(c_0..c_{n-1}), std(c_0..c_{n-1})]`` over its frames, with MFCCs from
-SpeechBrain's :class:`~speechbrain.lobes.features.MFCC` (no deltas, no context). Utterances are
-batched in length order and padded; padded frames are masked out of the statistics. With
-``standardize=True`` each dimension is z-scored over the set, as in the baseline of PAPER.md;
-cosine scoring of those vectors is then the baseline verification system, and a linear classifier
-on them the baseline emotion system.
+- an encoder name (anything else): embeddings of the ``pretrained/`` folder being evaluated;
+- ``mfcc_stats``: per-utterance MFCC mean and std, standardised over the set (no learning):
+  each utterance becomes ``[mean(c_0..c_{n-1}), std(c_0..c_{n-1})]`` over its frames, with MFCCs
+  from SpeechBrain's :class:`~speechbrain.lobes.features.MFCC` (no deltas, no context), batched in
+  length order with the padded frames masked out of the statistics, then z-scored per dimension
+  over the set, as in the small-scale CPU reference run (``docs/method.md``); cosine scoring of
+  those vectors is the baseline verification system, a linear probe on them the emotion one;
+- ``random_init``: the same encoder architecture, untrained (what training adds over it).
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,8 +21,15 @@ from sklearn.preprocessing import scale
 from speechbrain.lobes.features import MFCC
 
 from speechbrain_dino.audio import audio_info, load_audio
+from speechbrain_dino.embeddings import EmbeddingTable, extract_embeddings
 from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.export import export_random_init, read_metadata
 from speechbrain_dino.manifest import Row, read_manifest
+
+logger = logging.getLogger(__name__)
+
+#: The reference systems an evaluation can run beside the encoder (``baselines`` in the YAMLs).
+BASELINES = ("mfcc_stats", "random_init")
 
 Waveform = Union[np.ndarray, torch.Tensor]
 Sources = Union[PathLike, Sequence[Row], Sequence[PathLike], Sequence[Waveform]]
@@ -129,3 +139,65 @@ def _num_samples(item: Union[str, torch.Tensor], sample_rate: int) -> int:
 
 def _waveform(item: Union[str, torch.Tensor], sample_rate: int) -> torch.Tensor:
     return item if isinstance(item, torch.Tensor) else load_audio(item, sample_rate=sample_rate)
+
+
+def embeddings_cache(output_folder: PathLike, system: str, cache_name: str) -> str:
+    """Where :func:`system_embeddings` keeps the embeddings of ``system`` for ``cache_name``
+    (``test``, ``cohort``, ``embeddings``...) in an evaluation's output folder."""
+    return os.path.join(os.fspath(output_folder), f"{system}_{cache_name}.npz")
+
+
+def system_embeddings(
+    name: str,
+    pretrained_path: PathLike,
+    rows: Sequence[Row],
+    output_folder: PathLike,
+    cache_name: str,
+    extraction: Dict[str, Any],
+    seed: int = 0,
+) -> EmbeddingTable:
+    """Embeddings ``[N, D]`` of ``rows`` by the system ``name`` (cached in ``output_folder``).
+
+    Arguments
+    ---------
+    name : str
+        ``mfcc_stats``, ``random_init``, or the evaluated encoder's display name.
+    pretrained_path : PathLike
+        The evaluated encoder (``random_init`` copies its architecture).
+    rows : manifest rows to embed.
+    output_folder, cache_name : where embeddings (:func:`embeddings_cache`) and the random-init
+        export are kept.
+    extraction : keyword arguments of :func:`extract_embeddings` (device, sample_rate, ...).
+    seed : int
+        Seed of the random initialisation.
+    """
+    if name == "mfcc_stats":
+        vectors = mfcc_statistics(
+            rows, sample_rate=extraction.get("sample_rate", 16000), standardize=True
+        )
+        return EmbeddingTable([row["ID"] for row in rows], vectors)
+    if name == "random_init":
+        pretrained_path = export_random_init(
+            pretrained_path, os.path.join(os.fspath(output_folder), "random_init"), seed=seed
+        )
+    return extract_embeddings(
+        pretrained_path,
+        rows,
+        cache_path=embeddings_cache(output_folder, name, cache_name),
+        **extraction,
+    )
+
+
+def checked_baselines(names: Sequence[str], pretrained_path: PathLike) -> list:
+    """The baseline list of a YAML, each name checked.
+
+    ``random_init`` needs the architecture that this project records beside its exports; for a
+    foreign encoder folder (e.g. one of SpeechBrain's models) it is left out with a warning.
+    """
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    if "random_init" in names and "encoder_kwargs" not in read_metadata(pretrained_path):
+        logger.warning("%s records no architecture: the random_init baseline is skipped", pretrained_path)
+        return [name for name in names if name != "random_init"]
+    return list(names)

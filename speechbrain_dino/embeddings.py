@@ -28,7 +28,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 from tqdm import tqdm
 
 from speechbrain_dino.audio import load_audio
-from speechbrain_dino.dataio import DurationBatchSampler
+from speechbrain_dino.data.dataio import DurationBatchSampler
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row
 

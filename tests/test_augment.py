@@ -9,8 +9,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_dino import augment
-from speechbrain_dino.augment import SpeechAugment, batch_babble, synthetic_rirs
+from speechbrain_dino.data import audio_pool
+from speechbrain_dino.data.augment import SpeechAugment
+from speechbrain_dino.data.noise import batch_babble
+from speechbrain_dino.data.reverb import synthetic_rirs
 from speechbrain_dino.errors import DataError
 
 SAMPLE_RATE = 16000
@@ -199,13 +201,13 @@ def test_folder_mode_uses_all_categories_and_rirs(musan_like, rirs_like):
 
 def test_pools_stay_bounded_and_refresh_a_few_segments_per_call(musan_like, monkeypatch):
     loads = []
-    real_load = augment.load_audio
+    real_load = audio_pool.load_audio
 
     def counting_load(path, *args, **kwargs):
         loads.append(path)
         return real_load(path, *args, **kwargs)
 
-    monkeypatch.setattr(augment, "load_audio", counting_load)
+    monkeypatch.setattr(audio_pool, "load_audio", counting_load)
     torch.manual_seed(7)
     augmenter = SpeechAugment(
         noise_folder=musan_like, noise_prob=1.0, reverb_prob=0.0, pool_size=3, pool_refresh=1

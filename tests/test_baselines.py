@@ -11,7 +11,8 @@ from speechbrain.utils.metric_stats import EER
 from speechbrain_dino.baselines import mfcc_statistics
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import write_manifest
-from speechbrain_dino.synthetic import generate_corpus, synthesize_utterance
+from speechbrain_dino.synthetic.corpus import generate_corpus
+from speechbrain_dino.synthetic.synthesis import synthesize_utterance
 
 SAMPLE_RATE = 16000
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from speechbrain_dino.contrastive import NTXentLoss, ProjectionHead
-from speechbrain_dino.dino import DINOLoss
+from speechbrain_dino.training.contrastive import NTXentLoss, ProjectionHead
+from speechbrain_dino.training.dino import DINOLoss
 
 
 def reference_ntxent(rows: List[List[float]], n_views: int, temperature: float) -> float:

@@ -12,8 +12,8 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from torch.utils.data import DataLoader
 
-from speechbrain_dino import crops
-from speechbrain_dino.crops import (
+from speechbrain_dino.data import crops
+from speechbrain_dino.data.crops import (
     MultiCropSpec,
     multicrop_pipeline,
     random_crop_pipeline,

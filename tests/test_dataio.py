@@ -1,7 +1,8 @@
 """Dataset construction and length-sorted extraction batches."""
 import pytest
 
-from speechbrain_dino.dataio import DurationBatchSampler, dataset_from_manifest, full_audio_pipeline
+from speechbrain_dino.data.crops import random_crop_pipeline
+from speechbrain_dino.data.dataio import DurationBatchSampler, dataset_from_manifest
 from speechbrain_dino.errors import DataError
 
 
@@ -25,7 +26,7 @@ def test_dataset_from_manifest_reads_audio(tmp_path, tone_writer):
     wav = tone_writer(str(tmp_path / "a.wav"), seconds=0.5)
     (tmp_path / "m.csv").write_text(f"ID,duration,wav,spk_id\nu1,0.5,{wav},s1\n")
     dataset = dataset_from_manifest(tmp_path / "m.csv")
-    dataset.add_dynamic_item(full_audio_pipeline())
+    dataset.add_dynamic_item(random_crop_pipeline(0.5))
     dataset.set_output_keys(["id", "sig", "spk_id", "duration"])
     item = dataset[0]
     assert item["id"] == "u1" and item["spk_id"] == "s1" and item["duration"] == 0.5
@@ -35,7 +36,7 @@ def test_dataset_from_manifest_reads_audio(tmp_path, tone_writer):
 def test_missing_audio_is_named_when_read(tmp_path):
     (tmp_path / "m.csv").write_text(f"ID,duration,wav,spk_id\nu1,0.5,{tmp_path}/gone.wav,\n")
     dataset = dataset_from_manifest(tmp_path / "m.csv")
-    dataset.add_dynamic_item(full_audio_pipeline())
+    dataset.add_dynamic_item(random_crop_pipeline(0.5))
     dataset.set_output_keys(["sig"])
     with pytest.raises(DataError, match="gone.wav: audio file not found"):
         dataset[0]

@@ -16,10 +16,10 @@ from dino_setup import run_recipe as run_demo_recipe
 from speechbrain_dino.embeddings import extract_embeddings
 from speechbrain_dino.export import export_random_init
 from speechbrain_dino.manifest import write_manifest
-from speechbrain_dino.scoring import cosine_scores
-from speechbrain_dino.synthetic import generate_corpus
-from speechbrain_dino.trial_generation import generate_trials
-from speechbrain_dino.verification_metrics import verification_metrics
+from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.synthetic.corpus import generate_corpus
+from speechbrain_dino.verification.trial_generation import generate_trials
+from speechbrain_dino.verification.metrics import verification_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_DINO = [

@@ -9,19 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from speechbrain_dino.dino import (
-    DINOHead,
-    DINOLoss,
-    diagnose_collapse,
-    ema_update_,
-    param_groups_for_weight_decay,
-)
-from speechbrain_dino.schedules import (
-    APPLY_WEIGHT_DECAY,
-    DINOSchedule,
-    cosine_schedule,
-    linear_warmup,
-)
+from speechbrain_dino.training.dino import DINOHead, DINOLoss, diagnose_collapse
+from speechbrain_dino.training.ema import ema_update_
+from speechbrain_dino.training.parameters import APPLY_WEIGHT_DECAY, param_groups_for_weight_decay
+from speechbrain_dino.training.schedules import DINOSchedule, cosine_schedule, linear_warmup
 
 
 def softmax(values: List[float], temperature: float) -> List[float]:

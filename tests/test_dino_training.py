@@ -9,7 +9,7 @@ import torch
 
 from dino_setup import TINY_OVERRIDES, tone_corpus
 from dino_setup import run_recipe as run_named_recipe
-from speechbrain_dino.brains import DINOBrain
+from speechbrain_dino.training.brains.ssl import DINOBrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "train_dino.py")

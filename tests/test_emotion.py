@@ -8,10 +8,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from speechbrain_dino import emotion
-from speechbrain_dino.emotion import emotion_metrics, evaluate_emotion, plot_confusion
+from speechbrain_dino.emotion import probes
+from speechbrain_dino.emotion.evaluation import emotion_metrics, evaluate_emotion
+from speechbrain_dino.emotion.folds import Fold, speaker_independent_folds
+from speechbrain_dino.emotion.outputs import plot_confusion
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.folds import Fold, speaker_independent_folds
 
 #: A small, fast MLP configuration for the tests.
 FAST_MLP = dict(param_grid={"weight_decay": [1e-4, 1e-2]}, mlp_options={"max_epochs": 60})
@@ -68,13 +69,13 @@ def test_hyperparameter_selection_never_sees_the_test_fold(dataset, monkeypatch,
     embeddings, labels, speakers, folds = dataset
     row_of = {embedding.tobytes(): index for index, embedding in enumerate(embeddings)}
     seen: List[set] = []
-    select = emotion._select_hyperparameters
+    select = probes.select_hyperparameters
 
     def spy(probe, grid, features, *args):
         seen.append({row_of[np.asarray(row).tobytes()] for row in features})
         return select(probe, grid, features, *args)
 
-    monkeypatch.setattr(emotion, "_select_hyperparameters", spy)
+    monkeypatch.setattr(probes, "select_hyperparameters", spy)
     evaluate_emotion(embeddings, labels, folds, speakers, classifier=classifier, **options)
     assert len(seen) == len(folds)
     for rows_seen, fold in zip(seen, folds):
@@ -87,14 +88,14 @@ def test_official_validation_set_is_used_for_selection_with_unknown_speakers(dat
     order = np.random.default_rng(2).permutation(len(labels))
     fold = Fold("Test1", order[:200], order[300:], order[200:300], protocol="msp_podcast")
     splits_seen = []
-    selection_splits = emotion._selection_splits
+    selection_splits = probes.selection_splits
 
     def spy(*args):
         pool, splits = selection_splits(*args)
         splits_seen.append((pool, splits))
         return pool, splits
 
-    monkeypatch.setattr(emotion, "_selection_splits", spy)
+    monkeypatch.setattr(probes, "selection_splits", spy)
     unknown = ["" if index % 3 else speaker for index, speaker in enumerate(speakers)]
     for classifier, options in (("logreg", {}), ("mlp", FAST_MLP)):
         results = evaluate_emotion(embeddings, labels, [fold], unknown, classifier=classifier,

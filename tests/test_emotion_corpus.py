@@ -3,9 +3,9 @@ import numpy as np
 import torch
 
 from speechbrain_dino.baselines import mfcc_statistics
-from speechbrain_dino.emotion import evaluate_emotion
-from speechbrain_dino.folds import assert_speaker_independent, speaker_independent_folds
-from speechbrain_dino.synthetic import generate_corpus
+from speechbrain_dino.emotion.evaluation import evaluate_emotion
+from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
+from speechbrain_dino.synthetic.corpus import generate_corpus
 
 
 def test_emotion_probe_on_synthetic_audio_beats_majority_and_shuffled_labels_do_not(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.folds import (
+from speechbrain_dino.emotion.folds import (
     Fold,
     assert_speaker_independent,
     detect_protocol,

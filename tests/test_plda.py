@@ -9,8 +9,9 @@ from scipy.stats import multivariate_normal
 from sklearn.metrics import normalized_mutual_info_score
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.plda import fit_plda, group_llr, member_posteriors
-from speechbrain_dino.pseudo_labels import PseudoLabelConfig, pseudo_label
+from speechbrain_dino.pseudo_labels.plda import fit_plda, group_llr, member_posteriors
+from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+from speechbrain_dino.pseudo_labels.labelling import pseudo_label
 
 
 def brute_log_likelihood(y: np.ndarray, psi: np.ndarray) -> float:

@@ -13,15 +13,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from speechbrain_dino.clustering import agglomerate, faiss_available, kmeans
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.pseudo_labels import (
-    PseudoLabelConfig,
-    cluster_metrics,
-    pseudo_label,
-    purity,
-    relabel_rows,
-)
+from speechbrain_dino.pseudo_labels.clustering import agglomerate, faiss_available, kmeans
+from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+from speechbrain_dino.pseudo_labels.labelling import pseudo_label
+from speechbrain_dino.pseudo_labels.metrics import cluster_metrics, purity
+from speechbrain_dino.pseudo_labels.outputs import relabel_rows
 
 SPEAKERS, PER_SPEAKER, DIM = 40, 30, 64
 #: Threshold for the planted data below: same-speaker centroid cosines are ~0.85, different
@@ -196,8 +193,9 @@ def test_no_quadratic_memory():
         limit = 3 * 2 ** 29
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         import numpy as np
-        from speechbrain_dino.clustering import agglomerate
-        from speechbrain_dino.pseudo_labels import PseudoLabelConfig, pseudo_label
+        from speechbrain_dino.pseudo_labels.clustering import agglomerate
+        from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+        from speechbrain_dino.pseudo_labels.labelling import pseudo_label
         rng = np.random.default_rng(0)
         n = 25_000
         speaker = np.arange(n) // 25

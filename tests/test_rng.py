@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from speechbrain_dino.rng import decorrelate_ranks
+from speechbrain_dino.training.rng import decorrelate_ranks
 
 
 def seed_all(seed):

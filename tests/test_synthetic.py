@@ -11,13 +11,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from speechbrain_dino.audio import audio_info
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.synthetic import (
-    EMOTION_NAMES,
-    generate_corpus,
-    main,
-    speaker_traits,
-    synthesize_utterance,
-)
+from speechbrain_dino.synthetic.__main__ import main
+from speechbrain_dino.synthetic.corpus import generate_corpus
+from speechbrain_dino.synthetic.synthesis import synthesize_utterance
+from speechbrain_dino.synthetic.voices import EMOTION_NAMES, speaker_traits
 
 SAMPLE_RATE = 16000
 SMALL = dict(speakers=3, utterances=4, emotions=3, seed=5, min_seconds=1.0, max_seconds=2.0)

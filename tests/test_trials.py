@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.trial_generation import generate_trials
-from speechbrain_dino.trials import Trials, read_trials, write_trials
+from speechbrain_dino.verification.trial_generation import generate_trials
+from speechbrain_dino.verification.trials import Trials, read_trials, write_trials
 
 KNOWN_IDS = [
     "id10270--x6uYqmx31kE--00001",
@@ -221,7 +221,7 @@ def test_make_trials_cli_writes_and_never_overwrites(tmp_path):
 
 def test_a_trial_list_with_one_kind_of_trial_is_refused(tmp_path):
     from speechbrain_dino.errors import DataError
-    from speechbrain_dino.trials import read_trials
+    from speechbrain_dino.verification.trials import read_trials
 
     path = tmp_path / "targets_only.txt"
     path.write_text("1 a b\n1 a c\n")

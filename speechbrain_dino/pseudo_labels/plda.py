@@ -1,4 +1,4 @@
-"""Two-covariance PLDA for the pseudo-labels' optional second pass (PAPER.md: "PLDA-based AHC").
+"""Two-covariance PLDA for the pseudo-labels' optional second pass (the authors' PLDA-based AHC).
 
 Model (Ioffe 2006; the "two-covariance" PLDA): an embedding is ``x = m + s + e`` with the
 speaker variable ``s ~ N(0, B)`` shared by all of a speaker's utterances and the utterance
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from speechbrain_dino.clustering import cluster_sums, l2_normalize, nearest_neighbors
+from speechbrain_dino.pseudo_labels.clustering import cluster_sums, l2_normalize, nearest_neighbors
 from speechbrain_dino.errors import DataError
 
 #: Rows per block in :func:`member_posteriors` (bounds its memory: block x candidates x D).
@@ -114,7 +114,7 @@ def group_log_likelihood(sums: np.ndarray, counts: np.ndarray, psi: np.ndarray) 
 def group_llr(psi: np.ndarray):
     """The PLDA log-likelihood ratio as an agglomeration linkage.
 
-    Returns a :data:`speechbrain_dino.clustering.Linkage`:
+    Returns a :data:`speechbrain_dino.pseudo_labels.clustering.Linkage`:
     ``(sums_a, n_a, sums_b, n_b) -> log p(A and B one speaker) - log p(A, B two speakers)``.
     """
 

@@ -165,9 +165,3 @@ def as_norm(
     )
     return normalised.numpy()
 
-
-def s_norm(
-    scores: ArrayLike, embeddings: ArrayLike, enrol: ArrayLike, test: ArrayLike, cohort: ArrayLike
-) -> np.ndarray:
-    """Symmetric normalisation over the whole cohort: :func:`as_norm` with ``top_n=None``."""
-    return as_norm(scores, embeddings, enrol, test, cohort, top_n=None)

@@ -1,8 +1,9 @@
-"""Stateless per-step schedules for DINO training.
+"""Stateless per-step schedules: DINO pretraining and two-phase AAM fine-tuning.
 
 Every value is a pure function of the global optimiser step, so a run resumed from a checkpoint
 continues on exactly the same curve as an uninterrupted one (only the step count needs saving).
-Defaults follow ``/work/shared/PAPER.md`` ("The authors' recipe") unless noted otherwise.
+Defaults follow the authors' recipe of the paper (Cho et al., Interspeech 2022; ``docs/method.md``)
+unless noted otherwise.
 """
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-# Key marking an optimiser parameter group as subject to weight decay (see
-# :func:`speechbrain_dino.dino.param_groups_for_weight_decay`). Groups without the key count as decayed.
-APPLY_WEIGHT_DECAY = "apply_weight_decay"
+from speechbrain_dino.training.parameters import APPLY_WEIGHT_DECAY
 
 
 def set_lr_and_weight_decay(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
@@ -164,7 +163,7 @@ class FineTuneValues(NamedTuple):
 
 @dataclass(frozen=True)
 class FineTuneSchedule:
-    """Two-phase AAM-softmax fine-tuning on pseudo-labels (the authors' recipe, PAPER.md).
+    """Two-phase AAM-softmax fine-tuning on pseudo-labels (the authors' recipe, ``docs/method.md``).
 
     Phase 1 (``frozen_steps``): only the embedding layer and the classifier learn (the backbone's
     gradients are dropped), LR ``head_lr`` with linear warm-up then cosine to ``final_lr``.

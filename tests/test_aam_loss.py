@@ -1,4 +1,5 @@
-"""Sub-centre AAM-softmax: the max over each speaker's centres, and fine-tuning through the recipe."""
+"""AAM-softmax with a per-step margin and sub-centres: the max over each speaker's centres, SpeechBrain's
+margin arithmetic, and fine-tuning through the recipe."""
 import glob
 import os
 import re
@@ -8,13 +9,13 @@ import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-import speechbrain_dino.brains as brains
 from dino_setup import run_recipe
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import export_pretrained, instantiate
 from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.subcenter import check_subcenters, max_over_subcenters
-from speechbrain_dino.synthetic import generate_corpus
+from speechbrain_dino.training import aam_loss
+from speechbrain_dino.training.aam_loss import AAMSoftmaxLoss, check_subcenters, max_over_subcenters
+from speechbrain_dino.synthetic.corpus import generate_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_YAML = os.path.join(REPO, "hparams", "demo", "train_aam.yaml")
@@ -46,13 +47,25 @@ def test_class_cosine_is_the_max_over_its_own_centres():
 
 def test_only_the_dominant_centre_of_each_speaker_gets_a_gradient():
     classifier = classifier_with([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, -1.0]])
-    cosines = max_over_subcenters(classifier(torch.tensor([[[3.0, 4.0]]])), 2)
+    aam = AAMSoftmaxLoss(scale=30, subcenters=2)
+    cosines = aam.class_cosines(classifier(torch.tensor([[[3.0, 4.0]]])))
     # labelled speaker 1 (a loss far from saturation, so both speakers' gradients are large)
-    loss = LogSoftmaxWrapper(AdditiveAngularMargin(margin=0.2, scale=30))(cosines, torch.tensor([[1]]))
+    loss = aam(cosines, torch.tensor([[1]]), margin=0.2)
     loss.backward()
     touched = classifier.weight.grad.abs().sum(dim=1) > 0
     # the embedding's nearest centres: (0, 2) for speaker 0, (-3, 0) for speaker 1
     assert touched.tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.07, 0.2])
+def test_the_margin_of_each_call_is_speechbrains_aam_at_that_margin(margin):
+    torch.manual_seed(0)
+    cosines = torch.rand(6, 1, 5) * 2 - 1
+    targets = torch.randint(5, (6, 1))
+    expected = LogSoftmaxWrapper(AdditiveAngularMargin(margin=margin, scale=30))(cosines, targets)
+    loss = AAMSoftmaxLoss(scale=30)
+    assert torch.equal(loss(cosines, targets, margin), expected)
+    assert not torch.equal(loss(cosines, targets, margin + 0.1), expected)  # the margin is used
 
 
 def test_one_subcenter_is_the_plain_classifier():
@@ -98,7 +111,7 @@ def test_fine_tuning_learns_and_resumes_only_with_the_same_subcenters(
         reductions.append((cosines.shape[-1], k, class_cosines.shape[-1]))
         return class_cosines
 
-    monkeypatch.setattr(brains, "max_over_subcenters", recording)
+    monkeypatch.setattr(aam_loss, "max_over_subcenters", recording)
     rows = 4 * subcenters  # 4 speakers
     run_aam(labelled, f"--subcenters={subcenters}", "--number_of_epochs=8")
     assert set(reductions) == {(rows, subcenters, 4)}  # centre cosines -> 4 speaker cosines

@@ -1,14 +1,15 @@
-"""The DINO objective: projection head, loss with centring, teacher EMA, collapse diagnosis.
+"""The DINO objective: projection head, loss with centring and sharpening, collapse diagnosis.
 
 Shapes: ``B`` utterances per batch, ``G`` global crops (seen by teacher and student), ``V >= G``
 crops seen by the student (the first ``G`` of them are the global crops), ``K`` prototypes.
 Crops are stacked view-major: rows ``[v * B, (v + 1) * B)`` hold view ``v`` of the ``B`` utterances.
-Hyperparameter defaults are the paper's (``/work/shared/PAPER.md``, "The authors' recipe").
+Hyperparameter defaults are the paper's (Cho et al., Interspeech 2022, the authors' recipe; see
+``docs/method.md``). The teacher's EMA update is :func:`speechbrain_dino.training.ema.ema_update_`.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple, Type, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -16,38 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from speechbrain_dino.schedules import APPLY_WEIGHT_DECAY
-
-
-def flatten_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
-    """``[B, D]`` or SpeechBrain's ``[B, 1, D]`` → ``[B, D]``."""
-    if embeddings.dim() == 3 and embeddings.shape[1] == 1:
-        return embeddings.squeeze(1)
-    if embeddings.dim() != 2:
-        raise ValueError(f"expected embeddings [B, D] or [B, 1, D], got {tuple(embeddings.shape)}")
-    return embeddings
-
-
-def build_mlp(
-    input_size: int,
-    hidden_size: int,
-    output_size: int,
-    n_layers: int,
-    use_bn: bool,
-    activation: Type[nn.Module],
-) -> nn.Sequential:
-    """``n_layers`` Linear layers; each but the last followed by [BatchNorm1d] and ``activation``."""
-    if n_layers < 1:
-        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-    sizes = [input_size] + [hidden_size] * (n_layers - 1) + [output_size]
-    layers: List[nn.Module] = []
-    for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(size_in, size_out))
-        if index < n_layers - 1:
-            if use_bn:
-                layers.append(nn.BatchNorm1d(size_out))
-            layers.append(activation())
-    return nn.Sequential(*layers)
+from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
 
 
 class DINOHead(nn.Module):
@@ -276,78 +246,3 @@ def diagnose_collapse(
             "use BatchNorm in the head (use_bn), a larger batch, a lower learning rate."
         )
     return None
-
-
-def unwrap_parallel(module: nn.Module) -> nn.Module:
-    """The module inside ``DistributedDataParallel`` / ``DataParallel``, else ``module`` itself."""
-    if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return module.module
-    return module
-
-
-def _matching_tensors(
-    teacher_named: List[Tuple[str, torch.Tensor]], student_named: List[Tuple[str, torch.Tensor]]
-) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """Pairs teacher and student tensors by name; raises ``ValueError`` if the names differ."""
-    teacher_names = [name for name, _ in teacher_named]
-    student_names = [name for name, _ in student_named]
-    if teacher_names != student_names:
-        mismatch = sorted(set(teacher_names) ^ set(student_names)) or ["(same names, different order)"]
-        raise ValueError(f"teacher and student differ in parameters/buffers: {mismatch[:5]}")
-    return [tensor for _, tensor in teacher_named], [tensor for _, tensor in student_named]
-
-
-@torch.no_grad()
-def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """``teacher ← momentum · teacher + (1 − momentum) · student``, in place.
-
-    Parameters are matched by name (the teacher is a deep copy of the unwrapped student; a
-    DDP/DataParallel student is unwrapped here). Floating-point buffers (BatchNorm running
-    statistics) get the same EMA, so the teacher's normalisation statistics average the same students
-    as its weights; integer buffers (``num_batches_tracked``) are copied.
-    """
-    student = unwrap_parallel(student)
-    teacher_params, student_params = _matching_tensors(
-        list(teacher.named_parameters()), list(student.named_parameters())
-    )
-    teacher_buffers, student_buffers = _matching_tensors(
-        list(teacher.named_buffers()), list(student.named_buffers())
-    )
-    float_pairs = [(t, s) for t, s in zip(teacher_buffers, student_buffers) if t.is_floating_point()]
-    targets = teacher_params + [t for t, _ in float_pairs]
-    sources = student_params + [s for _, s in float_pairs]
-    if targets:
-        torch._foreach_mul_(targets, momentum)
-        torch._foreach_add_(targets, sources, alpha=1.0 - momentum)
-    for teacher_buffer, student_buffer in zip(teacher_buffers, student_buffers):
-        if not teacher_buffer.is_floating_point():
-            teacher_buffer.copy_(student_buffer)
-
-
-def param_groups_for_weight_decay(
-    modules: Union[nn.Module, Iterable[nn.Module]], weight_decay: float
-) -> List[dict]:
-    """Optimiser groups: decayed weights, and undecayed biases, norm and weight-norm scales.
-
-    No decay goes to 1-D parameters (biases, BatchNorm/LayerNorm scales and shifts) and to the
-    weight-norm magnitude ``g`` (``...original0``), as in the paper. Only trainable parameters are
-    included, each once. Every group carries ``APPLY_WEIGHT_DECAY`` (True/False) so that
-    :meth:`DINOSchedule.apply` schedules weight decay on the decayed group only; empty groups are
-    left out.
-    """
-    module_list = [modules] if isinstance(modules, nn.Module) else list(modules)
-    decayed: List[nn.Parameter] = []
-    undecayed: List[nn.Parameter] = []
-    seen = set()
-    for module in module_list:
-        for name, parameter in unwrap_parallel(module).named_parameters():
-            if not parameter.requires_grad or id(parameter) in seen:
-                continue
-            seen.add(id(parameter))
-            no_decay = parameter.ndim <= 1 or name.endswith("parametrizations.weight.original0")
-            (undecayed if no_decay else decayed).append(parameter)
-    groups = [
-        {"params": decayed, "weight_decay": weight_decay, APPLY_WEIGHT_DECAY: True},
-        {"params": undecayed, "weight_decay": 0.0, APPLY_WEIGHT_DECAY: False},
-    ]
-    return [group for group in groups if group["params"]]

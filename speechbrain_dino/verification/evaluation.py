@@ -1,23 +1,25 @@
 """Speaker verification of an embedding table: trials -> scores -> normalised scores -> metrics.
 
-Puts together :mod:`trials` (reading), :mod:`scoring` (cosine, AS-norm) and
-:mod:`verification_metrics` (EER, minDCF, DET), and writes what a user looks at: per-trial score
-files, a DET plot and ``results.json``.
+Puts together :mod:`~speechbrain_dino.verification.trials` (reading),
+:mod:`~speechbrain_dino.verification.scoring` (cosine, AS-norm with a cohort of speaker means) and
+:mod:`~speechbrain_dino.verification.metrics` (EER, minDCF, DET), and writes what a user looks at:
+per-trial score files, a DET plot and ``results.json``.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from speechbrain_dino.embeddings import EmbeddingTable
-from speechbrain_dino.errors import PathLike
-from speechbrain_dino.scoring import as_norm, cosine_scores
-from speechbrain_dino.trials import Trials, read_trials, write_trials
-from speechbrain_dino.verification_metrics import plot_det, verification_metrics
+from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
+from speechbrain_dino.verification.trials import Trials, read_trials, write_trials
+from speechbrain_dino.verification.metrics import plot_det, verification_metrics
 
 
 @dataclass
@@ -32,6 +34,36 @@ class VerificationResult:
     scores: Dict[str, np.ndarray] = field(default_factory=dict)
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     normalisation: str = "none"
+
+
+def read_cohort(
+    path: PathLike, top_n: Optional[int], replacements: Optional[Mapping[str, str]] = None
+) -> List[Row]:
+    """The rows of a cohort manifest for score normalisation, checked with the AS-norm size.
+
+    Arguments
+    ---------
+    path : PathLike
+        Labelled manifest (``spk_id`` of at least 2 speakers), e.g. training speakers.
+    top_n : int, optional
+        AS-norm cohort size per side: at least 2, or None for S-norm over the whole cohort.
+    replacements : mapping, optional
+        ``{"data_root": DIR}`` for ``$data_root`` in ``wav`` paths.
+    """
+    rows = read_manifest(path, required=("ID", "duration", "wav", "spk_id"), replacements=replacements)
+    if len({row["spk_id"] for row in rows} - {""}) < 2:
+        raise DataError("a cohort needs labelled rows of at least 2 speakers (spk_id)", path)
+    if top_n is not None and top_n < 2:
+        raise DataError(f"as_norm_top_n must be >= 2 or null, got {top_n}")
+    return rows
+
+
+def cohort_means(table: EmbeddingTable, rows: Sequence[Row]) -> np.ndarray:
+    """``[S, D]`` mean unit embedding of each cohort speaker (unlabelled rows left out).
+
+    ``table`` embeds ``rows`` (same order).
+    """
+    return speaker_means(table.vectors, [row["spk_id"] for row in rows])[0]
 
 
 def verify(
@@ -79,7 +111,7 @@ def write_outputs(results: Dict[str, VerificationResult], output_folder: PathLik
     curves = {}
     for system, result in results.items():
         for kind, scores in result.scores.items():
-            write_trials(result.trials, os.path.join(folder, f"scores_{system}_{kind}.txt"), scores)
+            write_trials(result.trials, score_file(folder, system, kind), scores)
             curves[f"{system} ({kind})"] = (scores, result.trials.labels)
     plot_det(curves, os.path.join(folder, "det.png"), title="speaker verification")
     summary: Dict = dict(results[main].metrics["raw"])
@@ -92,6 +124,11 @@ def write_outputs(results: Dict[str, VerificationResult], output_folder: PathLik
     with open(os.path.join(folder, "results.json"), "w", encoding="utf-8") as fout:
         json.dump(summary, fout, indent=2)
     return summary
+
+
+def score_file(output_folder: PathLike, system: str, kind: str = "raw") -> str:
+    """The per-trial score file of ``system`` (``kind``: ``raw`` or ``as_norm``) in an output folder."""
+    return os.path.join(os.fspath(output_folder), f"scores_{system}_{kind}.txt")
 
 
 def results_line(result: VerificationResult) -> str:

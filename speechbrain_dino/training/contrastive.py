@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_dino.dino import build_mlp, flatten_embeddings
+from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
 
 
 class ProjectionHead(nn.Module):
@@ -62,7 +62,7 @@ class NTXentLoss(nn.Module):
     ---------
     temperature : float
         τ. Default 0.07, wespeaker's SimCLR speaker recipe (``simclr_args: T: 0.07``,
-        Vox1-O EER 8.52% with ECAPA c512, the contrastive baseline quoted in PAPER.md).
+        Vox1-O EER 8.52% with ECAPA c512, the contrastive baseline of ``docs/method.md``).
     gather_distributed : bool
         Under an initialised ``torch.distributed`` group, contrast against the projections of
         all ranks (more negatives); each rank then computes the same global loss, and gradients

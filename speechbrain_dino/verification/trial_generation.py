@@ -17,7 +17,7 @@ import numpy as np
 
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import Row
-from speechbrain_dino.trials import Trials
+from speechbrain_dino.verification.trials import Trials
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import torch
 from speechbrain_dino.embeddings import embed_segments, plan_segments
 from speechbrain_dino.errors import PathLike
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.scoring import cosine_scores
-from speechbrain_dino.verification_metrics import verification_metrics
-from speechbrain_dino.trials import read_trials
+from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.verification.metrics import verification_metrics
+from speechbrain_dino.verification.trials import read_trials
 
 
 class TrialValidator:

@@ -2,21 +2,18 @@
 
 A manifest becomes a SpeechBrain :class:`DynamicItemDataset` (rows validated first, so a bad row is a
 :class:`~speechbrain_dino.errors.DataError` naming its line rather than a KeyError inside a worker).
-Training stages add crop pipelines from :mod:`speechbrain_dino.crops`; extraction uses the
-whole-utterance pipeline below with :class:`DurationBatchSampler`, which groups utterances of similar
-length so little compute is spent on padding.
+Training stages add crop pipelines from :mod:`speechbrain_dino.data.crops`; extraction batches
+with :class:`DurationBatchSampler`, which groups utterances of similar length so that little compute
+is spent on padding.
 """
 from __future__ import annotations
 
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
-import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.data_pipeline import provides, takes
 from torch.utils.data import Sampler
 
-from speechbrain_dino.audio import load_audio
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import REQUIRED_FIELDS, Row, read_manifest
 
@@ -38,17 +35,6 @@ def dataset_from_manifest(
 ) -> DynamicItemDataset:
     """Reads and validates a manifest, then builds its dataset (see :func:`dataset_from_rows`)."""
     return dataset_from_rows(read_manifest(path, required=required, replacements=replacements))
-
-
-def full_audio_pipeline(sample_rate: int = 16000, resample: bool = False):
-    """Dynamic item ``wav -> sig``: the whole utterance as a mono ``[T]`` tensor."""
-
-    @takes("wav")
-    @provides("sig")
-    def read_signal(wav: str) -> torch.Tensor:
-        return load_audio(wav, sample_rate=sample_rate, resample=resample)
-
-    return read_signal
 
 
 class DurationBatchSampler(Sampler[List[int]]):

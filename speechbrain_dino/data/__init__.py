@@ -1,0 +1,1 @@
+"""From manifest rows to training batches: datasets, multi-crop sampling, augmentation."""

@@ -1,0 +1,1 @@
+"""Emotion recognition from frozen embeddings: speaker-independent folds, probes, evaluation."""

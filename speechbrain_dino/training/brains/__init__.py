@@ -1,0 +1,1 @@
+"""SpeechBrain Brains: the shared base, the multi-crop path, DINO / contrastive, AAM fine-tuning."""

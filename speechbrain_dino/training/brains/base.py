@@ -1,0 +1,242 @@
+"""The base of the project's Brains, and its overrides of SpeechBrain's internals.
+
+Every Brain here trains an utterance encoder (SpeechBrain's ECAPA-TDNN by default) on waveforms:
+Fbank -> sentence mean normalisation -> encoder -> ``[B, 1, D]`` embedding. :class:`EncoderBrain`
+holds what all of them need: feature extraction and augmentation, the per-step LR / weight-decay
+schedule, per-epoch statistics, optional validation EER, checkpointing and the ``pretrained/``
+export; and three overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
+gradient clipping over every parameter group, and a training loader with its own generator
+(exact mid-epoch resume).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Optional
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from speechbrain_dino.export import export_pretrained
+from speechbrain_dino.training.epoch_stats import EpochAverages
+from speechbrain_dino.training.parameters import param_groups_for_weight_decay
+from speechbrain_dino.training.rng import decorrelate_ranks
+from speechbrain_dino.training.schedules import DINOSchedule
+
+logger = logging.getLogger(__name__)
+
+
+def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
+    """Std across the batch of L2-normalised embeddings, times sqrt(D): ~1 healthy, 0 collapsed.
+
+    Arguments
+    ---------
+    embeddings : torch.Tensor
+        ``[N, D]`` or ``[N, 1, D]``.
+    """
+    flat = nn.functional.normalize(embeddings.reshape(embeddings.shape[0], -1).float(), dim=-1)
+    return flat.std(dim=0).mean() * math.sqrt(flat.shape[-1])
+
+
+class EncoderBrain(sb.Brain):
+    """Base of the project's Brains: features, schedule, clipping, stats, validation, export.
+
+    Expected ``modules``: ``compute_features``, ``mean_var_norm``, the trained encoder and heads,
+    optionally ``augment`` (a waveform augmenter applied to training waveforms).
+    Expected ``hparams``: ``schedule`` (``DINOSchedule`` arguments, see :meth:`build_schedule`),
+    ``number_of_epochs``, ``train_logger``, and optionally ``validator``
+    (:class:`~speechbrain_dino.verification.validation.TrialValidator`), ``ckpts_to_keep``.
+    Subclasses define :attr:`trained_module_names` and :meth:`exported_encoder`.
+    """
+
+    #: Modules whose parameters the optimiser updates.
+    trained_module_names: List[str] = []
+    #: Schedule values written to the epoch log.
+    logged_schedule_values: List[str] = ["lr", "weight_decay"]
+    #: Per-step schedule, built from ``hparams.schedule`` with ``from_epochs``.
+    schedule_class = DINOSchedule
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps_per_epoch: Optional[int] = None
+        self.schedule: Optional[DINOSchedule] = None
+        self.current = None  # the schedule's values at the current step (a NamedTuple)
+        self.epoch_averages = EpochAverages()
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
+
+    # ----------------------------------------------------------------- set-up
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """Also records the number of optimiser steps per epoch (after DDP sharding).
+
+        The training loader gets its own ``torch.Generator``: creating a loader iterator draws a
+        worker seed from it instead of from the global generator that crops and augmentation use,
+        so a run resumed mid-epoch continues on exactly the random stream of an uninterrupted run
+        (exactly with ``num_workers: 0``; worker processes restart with new seeds otherwise).
+        """
+        if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs:
+            loader_kwargs["generator"] = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)
+        return loader
+
+    def build_schedule(self):
+        """The per-step schedule (``schedule_class``) from ``hparams.schedule``, epochs -> steps."""
+        if self.steps_per_epoch is None:
+            raise RuntimeError("the schedule needs the training loader (call fit())")
+        return self.schedule_class.from_epochs(
+            epochs=self.hparams.number_of_epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            **self.hparams.schedule,
+        )
+
+    def init_optimizers(self) -> None:
+        """One optimiser over the trained modules, no weight decay on biases and norms."""
+        modules = [self.modules[name] for name in self.trained_module_names]
+        groups = param_groups_for_weight_decay(modules, self.hparams.schedule.get("weight_decay", 0.0))
+        self.optimizer = self.opt_class(groups)
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_start(self) -> None:
+        """Builds the schedule, SpeechBrain's start (DDP wrap, optimiser, recovery), then gives
+        each DDP rank its own random stream (:func:`~speechbrain_dino.training.rng.decorrelate_ranks`)."""
+        self.schedule = self.build_schedule()
+        super().on_fit_start()
+        decorrelate_ranks()
+
+    def _wrap_distributed(self) -> None:
+        """DDP as SpeechBrain does it, but without SyncBatchNorm under gloo (CPU).
+
+        SpeechBrain converts every module to SyncBatchNorm, which only runs on GPU; on CPU each
+        process keeps its own BatchNorm statistics instead.
+        """
+        if not (self.distributed_launch and self.distributed_backend == "gloo"):
+            super()._wrap_distributed()
+            return
+        for name, module in self.modules.items():
+            if any(parameter.requires_grad for parameter in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
+    # ------------------------------------------------------------ per batch
+    def features(self, wavs: torch.Tensor) -> torch.Tensor:
+        """``[N, T]`` equal-length crops -> normalised filterbanks ``[N, frames, n_mels]``."""
+        lengths = torch.ones(wavs.shape[0], device=wavs.device)
+        return self.modules.mean_var_norm(self.modules.compute_features(wavs), lengths)
+
+    def augmented(self, wavs: torch.Tensor, stage: sb.Stage, batch_size: int) -> torch.Tensor:
+        """``[N, T]`` waveforms, each augmented independently during training (else unchanged).
+
+        Row ``i`` belongs to utterance ``i % batch_size`` (``N = V * B`` view-major crops, or
+        ``N = B`` single crops), so in-batch babble never mixes in another crop of the same
+        utterance. Runs in float32 outside autocast (FFT convolutions).
+        """
+        if stage != sb.Stage.TRAIN or "augment" not in self.modules:
+            return wavs
+        rows = torch.arange(wavs.shape[0], device=wavs.device)
+        with torch.autocast(device_type=self.device_type, enabled=False):
+            return self.modules.augment(
+                wavs.float(), torch.ones(wavs.shape[0], device=wavs.device), rows % batch_size
+            )
+
+    def on_fit_batch_start(self, batch, should_step: bool) -> None:
+        """Sets LR and weight decay for this optimiser step."""
+        self.current = self.schedule.apply(self.optimizer, self.optimizer_step)
+
+    def before_optimizer_step(self) -> None:
+        """Hook between backward and the optimiser step (gradients unscaled)."""
+
+    def optimizers_step(self) -> None:
+        """Unscale, subclass hook, clip the norm over ALL parameter groups, step.
+
+        SpeechBrain's version clips only the first parameter group, which would leave the
+        undecayed biases and norms unclipped.
+        """
+        self.scaler.unscale_(self.optimizer)
+        self.before_optimizer_step()
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
+            self.check_gradients()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
+
+    def record(self, stats: Dict[str, torch.Tensor]) -> None:
+        """Adds one batch's diagnostics to the epoch averages (checkpointed with the run)."""
+        self.epoch_averages.add_batch(stats)
+
+    # ------------------------------------------------------------- per epoch
+    def on_stage_start(self, stage, epoch=None) -> None:
+        """Starts the epoch's averages (kept when resuming mid-epoch)."""
+        if stage == sb.Stage.TRAIN:
+            self.epoch_averages.start_epoch()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
+        """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints."""
+        if stage != sb.Stage.TRAIN:
+            return
+        train_stats = {"loss": stage_loss}
+        train_stats.update(self.epoch_averages.averages())
+        valid_stats = self.validate()
+        meta = {"epoch": epoch, "steps": self.optimizer_step}
+        if self.current is not None:
+            meta.update((key, getattr(self.current, key)) for key in self.logged_schedule_values)
+        self.hparams.train_logger.log_stats(
+            stats_meta=meta, train_stats=train_stats, valid_stats=valid_stats or None
+        )
+        self.check_epoch(train_stats, epoch)
+        ckpt_meta = {"loss": float(stage_loss), **(valid_stats or {})}
+        self.checkpointer.save_and_keep_only(
+            meta=ckpt_meta,
+            end_of_epoch=True,
+            num_to_keep=getattr(self.hparams, "ckpts_to_keep", 2),
+        )
+
+    def check_epoch(self, train_stats: Dict[str, float], epoch: int) -> None:
+        """Subclass hook: inspect the epoch's statistics (e.g. collapse detection)."""
+
+    def validate(self) -> Dict[str, float]:
+        """Validation EER of :meth:`exported_encoder` when ``hparams.validator`` is set.
+
+        Under DDP only the main process validates (it alone logs and checkpoints); the other
+        ranks wait for it at the next step's gradient synchronisation.
+        """
+        validator = getattr(self.hparams, "validator", None)
+        if validator is None or not if_main_process():
+            return {}
+        modules = {
+            "compute_features": self.modules.compute_features,
+            "mean_var_norm": self.modules.mean_var_norm,
+            "embedding_model": self.exported_encoder(),
+        }
+        metrics = validator(modules, self.device)
+        return {key: metrics[key] for key in ("EER", "minDCF_0.01")}
+
+    # ---------------------------------------------------------------- export
+    def exported_encoder(self) -> nn.Module:
+        """The encoder whose embeddings this training produces (unwrapped from DDP)."""
+        raise NotImplementedError
+
+    def export(self, folder: str, metadata: Optional[dict] = None) -> str:
+        """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``."""
+        info = {"stage": type(self).__name__, "optimizer_steps": self.optimizer_step}
+        info.update(metadata or {})
+        return export_pretrained(
+            folder,
+            self.exported_encoder(),
+            encoder_class=self.hparams.encoder_class,
+            encoder_kwargs=self.hparams.encoder_kwargs,
+            fbank_kwargs=self.hparams.fbank_kwargs,
+            sample_rate=self.hparams.sample_rate,
+            metadata=info,
+        )
