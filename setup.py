@@ -1,4 +1,4 @@
-"""Installs the speechbrain_dino package (recipes and hparams stay in the repository)."""
+"""Installs the speechbrain_dino package, with its recipes (speechbrain_dino.recipes) and hparams YAMLs."""
 from setuptools import find_packages, setup
 
 setup(
@@ -11,6 +11,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["speechbrain_dino", "speechbrain_dino.*"]),
+    package_data={"speechbrain_dino": ["hparams/*.yaml", "hparams/demo/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "speechbrain>=1.1,<1.2",

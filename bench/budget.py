@@ -13,8 +13,10 @@ import os
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import yaml
+from hyperpyyaml.core import recursive_update
 
-from speechbrain_dino.pipeline import run_recipe
+from speechbrain_dino.recipe_utils import resolve_preset
+from speechbrain_dino.stages import run_recipe
 
 PROBE_BATCHES = (2, 8)
 
@@ -27,9 +29,12 @@ _TagIgnoringLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def plain_values(hparams_file: str) -> Dict[str, Any]:
-    """The untagged settings of a HyperPyYAML file (e.g. ``batch_size``, ``schedule``)."""
-    with open(hparams_file, encoding="utf-8") as fin:
-        return yaml.load(fin, Loader=_TagIgnoringLoader)
+    """The untagged settings of a HyperPyYAML file or preset (e.g. ``batch_size``, ``schedule``)."""
+    base, overrides = resolve_preset(hparams_file)
+    with open(base, encoding="utf-8") as fin:
+        values = yaml.load(fin, Loader=_TagIgnoringLoader)
+    recursive_update(values, yaml.load(overrides, Loader=_TagIgnoringLoader) or {})
+    return values
 
 
 def seconds_per_step(
@@ -37,8 +42,9 @@ def seconds_per_step(
 ) -> Tuple[float, float]:
     """Measured wall seconds of one training step of ``recipe``, and the probes' peak memory (GB).
 
-    ``overrides`` must make the recipe runnable (data, ``init_from``...); ``output_folder`` is set
-    here, one scratch folder per probe; ``run_options`` (e.g. ``--device=cuda:0``) go to every probe.
+    ``recipe`` is a recipe module name (``train_dino``, ``train_aam``); ``overrides`` must make it
+    runnable (data, ``init_from``...); ``output_folder`` is set here, one scratch folder per probe;
+    ``run_options`` (e.g. ``--device=cuda:0``) go to every probe.
     """
     seconds = {}
     peak_gb = 0.0

@@ -21,16 +21,16 @@ import time
 from typing import List
 
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataloader import make_dataloader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, SHARED_DATA, write_result  # noqa: E402
+from common import SHARED_DATA, write_result  # noqa: E402
 
 from speechbrain_dino.training.brains.multicrop import views_to_rows  # noqa: E402
 from speechbrain_dino.data.crops import multicrop_pipeline  # noqa: E402
 from speechbrain_dino.data.dataio import dataset_from_manifest  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
+from speechbrain_dino.recipe_utils import load_hparams  # noqa: E402
 
 
 def per_batch_seconds(function, batches) -> float:
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line (also used by ``bench/run_all.py``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--hparams", default=os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml"))
+    parser.add_argument("--hparams", default="hparams/demo/dino_ecapa.yaml")
     return parser
 
 
@@ -66,8 +66,7 @@ def measure(args: argparse.Namespace) -> List[str]:
     work = tempfile.mkdtemp(prefix="sbdino-speed-")
     manifest = os.path.join(work, "ravdess.csv")
     prepare_ravdess(os.path.join(SHARED_DATA, "ravdess"), manifest)
-    with open(args.hparams, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, {"train_csv": manifest, "output_folder": os.path.join(work, "out")})
+    _, _, hparams = load_hparams(args.hparams, {"train_csv": manifest, "output_folder": os.path.join(work, "out")})
     dataset = dataset_from_manifest(manifest)
     dataset.add_dynamic_item(multicrop_pipeline(hparams["crops"]))
     dataset.set_output_keys(["id", "global_crops", "local_crops", "n_padded_crops"])
@@ -97,7 +96,7 @@ def measure(args: argparse.Namespace) -> List[str]:
     plain_seconds = per_batch_seconds(plain_step, batches)
     loading = {workers: loader_seconds(dataset, batch_size, workers, args.steps) for workers in (0, 2)}
     lines = [
-        f"Preset `{os.path.relpath(args.hparams, REPO)}`, batch {batch_size}, crops "
+        f"Preset `{args.hparams}`, batch {batch_size}, crops "
         f"{hparams['crops'].n_global} x {hparams['crops'].global_seconds} s + "
         f"{hparams['crops'].n_local} x {hparams['crops'].local_seconds} s, RAVDESS audio, {args.steps} steps each.",
         "",

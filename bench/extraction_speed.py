@@ -24,7 +24,7 @@ from common import SHARED_DATA, write_result  # noqa: E402
 
 from speechbrain_dino.audio import load_audio  # noqa: E402
 from speechbrain_dino.embeddings import extract_embeddings, load_encoder  # noqa: E402
-from speechbrain_dino.export import export_pretrained, instantiate  # noqa: E402
+from speechbrain_dino.export import Architecture, export_pretrained  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -47,11 +47,9 @@ def measure(args: argparse.Namespace) -> List[str]:
     rows = [row for row in read_manifest(os.path.join(work, "ravdess.csv")) if int(row["spk_id"]) >= 17]
     rows = rows[: args.limit]
     c = args.channels
-    kwargs = dict(input_size=80, channels=[c, c, c, c, 3 * c], lin_neurons=192)
+    architecture = Architecture(ECAPA, dict(input_size=80, channels=[c, c, c, c, 3 * c], lin_neurons=192), {"n_mels": 80})
     torch.manual_seed(0)
-    folder = export_pretrained(
-        os.path.join(work, "pretrained"), instantiate(ECAPA, kwargs).eval(), ECAPA, kwargs, {"n_mels": 80}
-    )
+    folder = export_pretrained(os.path.join(work, "pretrained"), architecture.build_encoder().eval(), architecture)
 
     start = time.perf_counter()
     batched = extract_embeddings(folder, rows, progress=False).vectors

@@ -48,17 +48,21 @@ from common import REPO, SHARED_DATA, machine  # noqa: E402
 from study_data import StudyData, assert_unseen, describe, prepare_study_data  # noqa: E402
 from study_figures import det_figure, embedding_map  # noqa: E402
 
-from speechbrain_dino.baselines import mfcc_statistics  # noqa: E402
+from speechbrain_dino.baselines import BASELINES, embeddings_cache, mfcc_statistics  # noqa: E402
 from speechbrain_dino.embeddings import EmbeddingTable  # noqa: E402
 from speechbrain_dino.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pipeline import Pipeline, StageUsage, read_json, run_recipe, training_done  # noqa: E402
+from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.stages import StageRunner, StageUsage, read_emotion, read_json, read_verification  # noqa: E402
+from speechbrain_dino.verification.evaluation import score_file  # noqa: E402
 
 RESULTS = os.path.join(REPO, "bench", "results")
 FIGURES = os.path.join(RESULTS, "figures")
 BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
-BASELINES = ("mfcc_stats", "random_init")
 DISPLAY_NAMES = {"mfcc_stats": "MFCC statistics (mean+std, standardised)", "random_init": "random-init ECAPA"}
 EVAL_SETS = ("ravdess", "librispeech")
+VERIFICATION_YAML = os.path.join(HPARAMS_FOLDER, "verification.yaml")
+EMOTION_YAML = os.path.join(HPARAMS_FOLDER, "emotion.yaml")
 
 
 @dataclasses.dataclass
@@ -75,7 +79,7 @@ class System:
 
 def presets(gpu: bool) -> Dict[str, str]:
     """The training presets: the small CPU ones, or the full-size ones with ``--gpu``."""
-    folder = os.path.join(REPO, "hparams") if gpu else os.path.join(REPO, "hparams", "demo")
+    folder = HPARAMS_FOLDER if gpu else os.path.join(HPARAMS_FOLDER, "demo")
     return {
         name: os.path.join(folder, f"{name}.yaml")
         for name in ("dino_ecapa", "contrastive_ecapa", "train_aam", "pseudo_label")
@@ -93,6 +97,7 @@ class Study:
         self.stage_usage: Dict[str, Dict[str, float]] = (
             read_json(self.usage_path) if os.path.isfile(self.usage_path) else {}
         )
+        self.stages = StageRunner(self.run_options, on_usage=self.record_usage)
         self.step_seconds: Dict[str, float] = {}
         self.data: Optional[StudyData] = None
 
@@ -111,10 +116,6 @@ class Study:
         os.makedirs(self.output, exist_ok=True)
         with open(self.usage_path, "w", encoding="utf-8") as fout:
             json.dump(self.stage_usage, fout, indent=1)
-
-    def run(self, recipe: str, hparams_file: str, overrides: Dict, name: str) -> None:
-        """One recipe run, its wall time and peak memory recorded under ``name``."""
-        self.record_usage(name, run_recipe(recipe, hparams_file, overrides, name, *self.run_options))
 
     # ------------------------------------------------------------- training
     def calibrate(self, key: str, recipe: str, hparams_file: str, overrides: Dict) -> float:
@@ -136,13 +137,11 @@ class Study:
 
     def train_ssl(self, system: str, hparams_file: str) -> System:
         """Self-supervised pretraining (DINO or contrastive) on the pretraining pool."""
-        overrides = {"train_csv": self.data.pretrain_csv}
-        self.calibrate(system, "train_dino.py", hparams_file, overrides)
+        self.calibrate(system, "train_dino", hparams_file, {"train_csv": self.data.pretrain_csv})
         epochs = self.planned_epochs(system, hparams_file, self.data.pretrain_csv)
         folder = self.folder(system)
-        if not training_done(folder):
-            self.run("train_dino.py", hparams_file, {**overrides, "number_of_epochs": epochs, "output_folder": folder},
-                     f"{system} pretraining")
+        self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, {"number_of_epochs": epochs},
+                               name=f"{system} pretraining")
         return self.trained_system(system, folder, epochs, hparams_file, self.data.pretrain_csv)
 
     def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str) -> System:
@@ -155,7 +154,7 @@ class Study:
         """Budgeted epochs of an AAM fine-tune (step time measured with the whole network trainable)."""
         hparams_file = self.presets["train_aam"]
         schedule = {**plain_values(hparams_file)["schedule"], "frozen_epochs": 0}
-        self.calibrate("aam", "train_aam.py", hparams_file,
+        self.calibrate("aam", "train_aam", hparams_file,
                        {"train_csv": train_csv, "init_from": init_from, "schedule": schedule})
         return self.planned_epochs("aam", hparams_file, train_csv)
 
@@ -163,75 +162,66 @@ class Study:
         """AAM fine-tuning of ``init_from`` on the labels of ``train_csv``, within the budget."""
         hparams_file = self.presets["train_aam"]
         epochs = self.aam_epochs(init_from, train_csv)
-        if not training_done(folder):
-            self.run("train_aam.py", hparams_file,
-                     {"train_csv": train_csv, "init_from": init_from, "number_of_epochs": epochs, "output_folder": folder},
-                     f"{name} fine-tuning")
+        self.stages.train_aam(hparams_file, train_csv, init_from, folder, {"number_of_epochs": epochs},
+                              name=f"{name} fine-tuning")
         return self.trained_system(name, folder, epochs, hparams_file, train_csv)
 
     def pseudo_label_rounds(self, dino: System) -> List[System]:
         """R rounds of pseudo-labelling the pretraining pool, then AAM fine-tuning on the labels."""
-        pipeline = Pipeline({
-            "output_folder": self.folder("rounds"), "train_csv": self.data.pretrain_csv,
-            "pseudo_label_hparams": self.presets["pseudo_label"], "run_options": self.run_options,
-        })
         systems, pretrained = [], dino.pretrained
         for round_index in range(1, self.args.rounds + 1):
-            labels = pipeline.pseudo_label(round_index, pretrained)
-            labels_csv = os.path.join(labels, "pseudo_labels.csv")
-            assert_unseen(labels_csv, self.data, labelled=False)
-            system = self.fine_tune(f"round {round_index}", pretrained, labels_csv,
+            labels = self.stages.pseudo_label(
+                self.presets["pseudo_label"], pretrained, self.data.pretrain_csv,
+                self.folder("rounds", f"round{round_index}", "labels"), name=f"round {round_index}: pseudo-labels",
+            )
+            assert_unseen(labels_path(labels), self.data, labelled=False)
+            system = self.fine_tune(f"round {round_index}", pretrained, labels_path(labels),
                                     self.folder("rounds", f"round{round_index}", "aam"))
-            system.clustering = read_json(os.path.join(labels, "report.json"))
+            system.clustering = read_report(labels)
             systems.append(system)
             pretrained = system.pretrained
-            self.record_usage(f"round {round_index}: pseudo-labels", pipeline.usage[f"round {round_index}: pseudo-labels"])
         return systems
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, system: System, baselines: Sequence[str]) -> None:
         """Verification on both trial sets and the emotion folds, into ``eval/<system>/``."""
-        folder = self.folder("eval", system.name.replace(" ", "_"))
+        folder = self.eval_folder(system)
         for eval_set, (test_csv, trials) in zip(EVAL_SETS, (
             (self.data.ravdess_test_csv, self.data.ravdess_trials),
             (self.data.librispeech_test_csv, self.data.librispeech_trials),
         )):
-            if not os.path.isfile(os.path.join(folder, eval_set, "results.json")):
-                self.run("eval_verification.py", os.path.join(REPO, "hparams", "verification.yaml"), {
-                    "pretrained_path": system.pretrained, "test_csv": test_csv, "trials": trials,
-                    "output_folder": os.path.join(folder, eval_set), "system_name": system.name,
-                    "baselines": list(baselines),
-                }, f"{system.name}: verification ({eval_set})")
-        if not os.path.isfile(os.path.join(folder, "emotion", "results.json")):
-            self.run("eval_emotion.py", os.path.join(REPO, "hparams", "emotion.yaml"), {
-                "pretrained_path": system.pretrained, "data_csv": self.data.ravdess_test_csv,
-                "output_folder": os.path.join(folder, "emotion"), "system_name": system.name,
-                "baselines": list(baselines), "protocol": "speaker_kfold", "folds": 4,
-            }, f"{system.name}: emotion")
+            self.stages.verification(
+                VERIFICATION_YAML, system.pretrained, test_csv, trials, os.path.join(folder, eval_set),
+                system.name, baselines, name=f"{system.name}: verification ({eval_set})",
+            )
+        self.stages.emotion(
+            EMOTION_YAML, system.pretrained, self.data.ravdess_test_csv, os.path.join(folder, "emotion"),
+            system.name, baselines, overrides={"protocol": "speaker_kfold", "folds": 4},
+        )
+
+    def eval_folder(self, system: System, *parts: str) -> str:
+        """Where ``system`` and the baselines evaluated with it are evaluated (``eval/<name>/``)."""
+        return self.folder("eval", system.name.replace(" ", "_"), *parts)
 
     def metrics(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
         """The table row of ``system``; a baseline's metrics are read from ``evaluated_with``'s folder."""
         owner = evaluated_with or system
-        folder = self.folder("eval", owner.name.replace(" ", "_"))
         row = {"system": DISPLAY_NAMES.get(system.name, system.name)}
         for eval_set in EVAL_SETS:
-            results = read_json(os.path.join(folder, eval_set, "results.json"))
-            block = results["baselines"][system.name]["raw"] if evaluated_with else results
-            row[f"EER_{eval_set}"] = block["EER"]
-            row[f"minDCF_{eval_set}"] = block["minDCF_0.01"]
-        emotion = read_json(os.path.join(folder, "emotion", "results.json"))
-        emotion = emotion["baselines"][system.name] if evaluated_with else emotion
+            raw = read_verification(self.eval_folder(owner, eval_set), owner.name)[system.name]["raw"]
+            row[f"EER_{eval_set}"] = raw["EER"]
+            row[f"minDCF_{eval_set}"] = raw["minDCF_0.01"]
+        emotion = read_emotion(self.eval_folder(owner, "emotion"), owner.name)[system.name]
         row["micro_f1"], row["micro_f1_std"] = emotion["micro_f1"], emotion["micro_f1_std"]
         return row
 
     def score_file(self, system: System, eval_set: str, evaluated_with: Optional[System] = None) -> str:
         """Per-trial raw score file of ``system`` on ``eval_set``."""
-        owner = evaluated_with or system
-        return self.folder("eval", owner.name.replace(" ", "_"), eval_set, f"scores_{system.name}_raw.txt")
+        return score_file(self.eval_folder(evaluated_with or system, eval_set), system.name, "raw")
 
     def embeddings(self, system: System) -> EmbeddingTable:
         """The RAVDESS test embeddings cached by the verification of ``system``."""
-        return EmbeddingTable.load(self.folder("eval", system.name.replace(" ", "_"), "ravdess", f"{system.name}_test.npz"))
+        return EmbeddingTable.load(embeddings_cache(self.eval_folder(system, "ravdess"), system.name, "test"))
 
 
 # --------------------------------------------------------------------- report

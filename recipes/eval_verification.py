@@ -1,53 +1,13 @@
 #!/usr/bin/env python3
-"""Speaker verification with any encoder folder: cosine scoring, AS-norm, EER / minDCF, DET plot.
+"""Speaker verification of an encoder folder.
 
-    python recipes/eval_verification.py hparams/verification.yaml --pretrained_path=exp/dino/pretrained \
-        --test_csv=vox1_test.csv --trials=veri_test2.txt [--cohort_csv=train.csv] --output_folder=exp/eval
-
-Works with our ``pretrained/`` folders and with SpeechBrain's own speaker models (any folder
-``EncoderClassifier.from_hparams`` loads). Writes ``results.json`` (``EER`` in percent,
-``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``; normalised metrics under ``as_norm``), per-trial
-score files and ``det.png`` (all systems), and prints one results line per system. Baselines named
-in ``baselines`` (``mfcc_stats``, ``random_init``) are scored on the same trials.
+Runs :mod:`speechbrain_dino.recipes.eval_verification` (its docstring has the usage), the same as
+``python -m speechbrain_dino.recipes.eval_verification ...``, which works wherever the package is installed.
+``hparams/...`` names the YAMLs shipped in ``speechbrain_dino/hparams/``.
 """
 import sys
 
-import speechbrain as sb
-
-from speechbrain_dino.baselines import checked_baselines, system_embeddings
-from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_utils import exit_on_data_error, extraction_options, load_recipe
-from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, results_line, verify, write_outputs
-
-
-@exit_on_data_error
-def main(argv):
-    """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "test_csv", "trials")
-    )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"))
-    cohort_rows = None
-    if hparams.get("cohort_csv"):
-        cohort_rows = read_cohort(hparams["cohort_csv"], hparams["as_norm_top_n"])
-    options = extraction_options(hparams, run_opts)
-    results = {}
-    for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:
-        def embed(rows, cache_name):
-            return system_embeddings(
-                name, hparams["pretrained_path"], rows, hparams["output_folder"], cache_name,
-                options, seed=hparams["seed"],
-            )
-
-        cohort = None if cohort_rows is None else cohort_means(embed(cohort_rows, "cohort"), cohort_rows)
-        results[name] = verify(embed(test_rows, "test"), hparams["trials"], cohort, hparams["as_norm_top_n"])
-        print(f"verification | {name} | {results_line(results[name])}")
-    write_outputs(results, hparams["output_folder"], main=hparams["system_name"])
+from speechbrain_dino.recipes.eval_verification import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,55 +1,13 @@
 #!/usr/bin/env python3
-"""Self-supervised pretraining of an utterance encoder with DINO (or the contrastive baseline).
+"""Self-supervised pretraining with DINO (or the contrastive baseline).
 
-    python recipes/train_dino.py hparams/dino_ecapa.yaml --train_csv=train.csv --output_folder=exp/dino
-    torchrun --nproc_per_node=4 recipes/train_dino.py hparams/dino_ecapa.yaml --train_csv=... ...
-
-Labels are never read: every utterance of ``train_csv`` (a manifest, see README) gives a set of
-global and local crops. The Brain class is chosen in the YAML (``brain_class``: DINOBrain or
-ContrastiveBrain). The run checkpoints every epoch (and every ``--ckpt_interval_minutes``), resumes
-when restarted with the same ``--output_folder``, and ends by writing
-``<output_folder>/pretrained/``, loadable offline with
-``EncoderClassifier.from_hparams(source=<output_folder>/pretrained, savedir=...)``.
+Runs :mod:`speechbrain_dino.recipes.train_dino` (its docstring has the usage), the same as
+``python -m speechbrain_dino.recipes.train_dino ...``, which works wherever the package is installed.
+``hparams/...`` names the YAMLs shipped in ``speechbrain_dino/hparams/``.
 """
-import os
 import sys
 
-import speechbrain as sb
-
-from speechbrain_dino.data.crops import multicrop_pipeline
-from speechbrain_dino.data.dataio import dataset_from_manifest
-from speechbrain_dino.recipe_utils import exit_on_data_error, fit_and_export, load_recipe
-from speechbrain_dino.verification.validation import TrialValidator
-
-
-def dataio_prep(hparams):
-    """The training set: every utterance yields ``global_crops`` [G, Tg] and ``local_crops`` [L, Tl]."""
-    train_data = dataset_from_manifest(hparams["train_csv"], required=("ID", "duration", "wav"))
-    train_data.add_dynamic_item(multicrop_pipeline(hparams["crops"], resample=hparams["resample"]))
-    train_data.set_output_keys(["id", "global_crops", "local_crops", "n_padded_crops"])
-    return train_data
-
-
-@exit_on_data_error
-def main(argv):
-    """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv",))
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    train_data = dataio_prep(hparams)
-    if hparams.get("valid_csv") and hparams.get("valid_trials"):
-        hparams["validator"] = TrialValidator(
-            hparams["valid_csv"],
-            hparams["valid_trials"],
-            sample_rate=hparams["sample_rate"],
-            resample=hparams["resample"],
-        )
-
-    fit_and_export(hparams, run_opts, train_data, metadata={"train_csv": os.path.abspath(hparams["train_csv"])})
-
+from speechbrain_dino.recipes.train_dino import main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,14 +1,15 @@
-"""The one exception type for bad user input.
+"""The project's exceptions: bad user input, and a pipeline stage that failed.
 
 Every problem a user can fix (a missing or corrupt audio file, a malformed manifest or trial row,
 an inconsistent option) is raised as :class:`DataError`, whose message names the file and, where
-there is one, the row. Recipes catch it at the top and print that single line instead of a
-traceback from deep inside torch.
+there is one, the row. A stage of the chained pipeline whose process ended with an error raises
+:class:`StageFailed` (the stage printed its own cause above). Recipes catch both at the top and
+print that single line instead of a traceback from deep inside torch.
 """
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -43,3 +44,26 @@ def first_line(error: BaseException) -> str:
     """An exception's first message line (a library's message without its traceback noise)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+class StageFailed(RuntimeError):
+    """A pipeline stage (a recipe run as a subprocess) exited with an error.
+
+    Arguments
+    ---------
+    stage : str
+        The stage's name, e.g. ``"round 1: AAM fine-tuning"``.
+    exit_code : int
+        The process's exit status.
+    command : sequence of str
+        The command that ran it (to rerun it alone).
+    """
+
+    def __init__(self, stage: str, exit_code: int, command: Sequence[str]) -> None:
+        self.stage = stage
+        self.exit_code = exit_code
+        self.command = list(command)
+        super().__init__(
+            f"stage {stage} failed (exit {exit_code}); rerun the pipeline to resume it, "
+            f"or run alone: {' '.join(self.command)}"
+        )

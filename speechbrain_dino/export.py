@@ -1,11 +1,12 @@
-"""Encoders built from a (class path, kwargs) spec, and the ``pretrained/`` folder they export to.
+"""The ``pretrained/`` folder of a trained encoder, and the :class:`Architecture` that re-creates it.
 
-Training YAMLs describe the encoder as ``encoder_class`` + ``encoder_kwargs`` (and the filterbank
-as ``fbank_kwargs``) and build it with :func:`instantiate`, so that the exported
-``pretrained/hyperparams.yaml`` can re-create exactly the same architecture. That folder loads
-offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparams(source=folder,
-savedir=...)``; its ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the same
-path the project's own extraction uses (:mod:`speechbrain_dino.embeddings`).
+An exported folder holds ``hyperparams.yaml`` (plain SpeechBrain YAML: the filterbank, sentence
+mean normalisation and the encoder, each as a ``!new:`` node), the encoder's weights
+(``embedding_model.ckpt``) and ``speechbrain_dino.json`` (the architecture and provenance). It
+loads offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparams(source=folder,
+savedir=...)``, whose ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the
+same path the project's own extraction uses (:mod:`speechbrain_dino.embeddings`); the next
+training stage re-creates the encoder from it (:func:`load_pretrained_encoder`).
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 import yaml
+from torch import nn
 
 from speechbrain_dino.errors import DataError, PathLike, first_line
 
@@ -39,7 +42,7 @@ def import_class(class_path: str) -> type:
 
 
 def instantiate(class_path: str, kwargs: Optional[Mapping[str, Any]] = None) -> Any:
-    """Builds ``class_path(**kwargs)``; used from YAML as ``!apply:...instantiate [cls, kwargs]``."""
+    """Builds ``class_path(**kwargs)``, with a clear error for bad arguments."""
     cls = import_class(class_path)
     try:
         return cls(**dict(kwargs or {}))
@@ -47,12 +50,60 @@ def instantiate(class_path: str, kwargs: Optional[Mapping[str, Any]] = None) -> 
         raise DataError(f"cannot build {class_path} with {dict(kwargs or {})}: {error}") from None
 
 
-def pretrained_hparams_text(
-    encoder_class: str,
-    encoder_kwargs: Mapping[str, Any],
-    fbank_kwargs: Mapping[str, Any],
-    sample_rate: int,
-) -> str:
+@dataclass(frozen=True)
+class Architecture:
+    """What re-creates an exported encoder: its class and constructor arguments, and its front end.
+
+    Attributes
+    ----------
+    encoder_class : str
+        Import path of the encoder, e.g. ``speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN``.
+    encoder_kwargs : mapping
+        Its constructor arguments (plain values).
+    fbank_kwargs : mapping
+        Arguments of SpeechBrain's ``Fbank`` (``n_mels``, ``sample_rate``...).
+    sample_rate : int
+        Audio rate the model expects (Hz).
+    """
+
+    encoder_class: str
+    encoder_kwargs: Mapping[str, Any]
+    fbank_kwargs: Mapping[str, Any]
+    sample_rate: int = 16000
+
+    def build_encoder(self) -> nn.Module:
+        """A new (randomly initialised) encoder of this architecture."""
+        return instantiate(self.encoder_class, self.encoder_kwargs)
+
+    def build_features(self) -> nn.Module:
+        """The filterbank front end: ``[B, T]`` waveforms -> ``[B, frames, n_mels]``."""
+        return instantiate(FBANK_CLASS, self.fbank_kwargs)
+
+    def to_metadata(self) -> Dict[str, Any]:
+        """The fields as written to ``speechbrain_dino.json``."""
+        return {
+            "encoder_class": self.encoder_class,
+            "encoder_kwargs": _plain(self.encoder_kwargs),
+            "fbank_kwargs": _plain(self.fbank_kwargs),
+            "sample_rate": int(self.sample_rate),
+        }
+
+
+def read_architecture(folder: PathLike) -> Architecture:
+    """The architecture recorded beside an encoder this project exported (DataError otherwise)."""
+    metadata = read_metadata(folder)
+    if "encoder_kwargs" not in metadata:
+        raise DataError(
+            f"no {METADATA_FILE} with the encoder architecture: not a folder exported by "
+            "speechbrain-dino",
+            folder,
+        )
+    return Architecture(
+        metadata["encoder_class"], metadata["encoder_kwargs"], metadata["fbank_kwargs"], metadata["sample_rate"]
+    )
+
+
+def pretrained_hparams_text(architecture: Architecture) -> str:
     """The ``hyperparams.yaml`` of an exported encoder (plain SpeechBrain YAML, no project imports)."""
 
     def block(name: str, class_path: str, kwargs: Mapping[str, Any]) -> str:
@@ -63,12 +114,12 @@ def pretrained_hparams_text(
     return (
         "# Exported by speechbrain-dino. Load offline with\n"
         "# EncoderClassifier.from_hparams(source=<this folder>, savedir=<a fresh folder>)\n"
-        f"sample_rate: {int(sample_rate)}\n\n"
-        + block("compute_features", FBANK_CLASS, fbank_kwargs)
+        f"sample_rate: {int(architecture.sample_rate)}\n\n"
+        + block("compute_features", FBANK_CLASS, architecture.fbank_kwargs)
         + "\n"
         + block("mean_var_norm", NORM_CLASS, NORM_KWARGS)
         + "\n"
-        + block("embedding_model", encoder_class, encoder_kwargs)
+        + block("embedding_model", architecture.encoder_class, architecture.encoder_kwargs)
         + "\nmodules:\n"
         "    compute_features: !ref <compute_features>\n"
         "    mean_var_norm: !ref <mean_var_norm>\n"
@@ -92,11 +143,8 @@ def _plain(value: Any) -> Any:
 
 def export_pretrained(
     folder: PathLike,
-    encoder: torch.nn.Module,
-    encoder_class: str,
-    encoder_kwargs: Mapping[str, Any],
-    fbank_kwargs: Mapping[str, Any],
-    sample_rate: int = 16000,
+    encoder: nn.Module,
+    architecture: Architecture,
     metadata: Optional[Dict[str, Any]] = None,
 ) -> str:
     """Writes ``folder`` (hyperparams.yaml, embedding_model.ckpt, speechbrain_dino.json) atomically.
@@ -110,9 +158,8 @@ def export_pretrained(
         Destination, usually ``<output_folder>/pretrained``.
     encoder : torch.nn.Module
         The embedding model (unwrapped from DDP), its weights saved as a state_dict.
-    encoder_class, encoder_kwargs, fbank_kwargs : as in the training YAML.
-    sample_rate : int
-        Audio rate the model expects.
+    architecture : Architecture
+        What the encoder is (the exported YAML re-creates it from this).
     metadata : dict, optional
         Provenance (stage, epoch, training manifest...) written to ``speechbrain_dino.json``.
 
@@ -127,17 +174,10 @@ def export_pretrained(
     staging = tempfile.mkdtemp(dir=parent, prefix=".pretrained-")
     try:
         with open(os.path.join(staging, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
-            fout.write(
-                pretrained_hparams_text(encoder_class, encoder_kwargs, fbank_kwargs, sample_rate)
-            )
+            fout.write(pretrained_hparams_text(architecture))
         state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
         torch.save(state, os.path.join(staging, ENCODER_FILE))
-        info = {
-            "encoder_class": encoder_class,
-            "encoder_kwargs": dict(encoder_kwargs),
-            "fbank_kwargs": dict(fbank_kwargs),
-            "sample_rate": int(sample_rate),
-        }
+        info = architecture.to_metadata()
         info.update(metadata or {})
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
             json.dump(_plain(info), fout, indent=2)
@@ -163,45 +203,33 @@ def read_metadata(folder: PathLike) -> Dict[str, Any]:
         return json.load(fin)
 
 
-def load_pretrained_encoder(folder: PathLike) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+def load_pretrained_encoder(folder: PathLike) -> Tuple[nn.Module, Architecture]:
     """Re-creates an exported encoder with its weights, to fine-tune it (next training stage).
 
     Returns
     -------
-    (encoder, metadata)
-        The module (train mode) and the folder's metadata, whose ``encoder_class``,
-        ``encoder_kwargs``, ``fbank_kwargs`` and ``sample_rate`` describe its front end.
+    (encoder, architecture)
+        The module (train mode) and its :class:`Architecture` (front end included).
     """
-    metadata = read_metadata(folder)
-    if "encoder_kwargs" not in metadata:
-        raise DataError(
-            f"no {METADATA_FILE} with the encoder architecture: not a folder exported by "
-            "speechbrain-dino",
-            folder,
-        )
-    encoder = instantiate(metadata["encoder_class"], metadata["encoder_kwargs"])
+    architecture = read_architecture(folder)
+    encoder = architecture.build_encoder()
     weights = os.path.join(os.fspath(folder), ENCODER_FILE)
     try:
         encoder.load_state_dict(torch.load(weights, map_location="cpu"))
     except (OSError, RuntimeError) as error:
         raise DataError(f"cannot load encoder weights ({first_line(error)})", weights) from None
-    return encoder, metadata
+    return encoder, architecture
 
 
 def export_random_init(like: PathLike, folder: PathLike, seed: int = 0) -> str:
     """Exports an untrained encoder of the same architecture as ``like`` (a baseline system)."""
-    metadata = read_metadata(like)
-    if "encoder_kwargs" not in metadata:
-        raise DataError("no encoder architecture recorded (not exported by speechbrain-dino)", like)
+    architecture = read_architecture(like)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        encoder = instantiate(metadata["encoder_class"], metadata["encoder_kwargs"]).eval()
+        encoder = architecture.build_encoder().eval()
     return export_pretrained(
         folder,
         encoder,
-        metadata["encoder_class"],
-        metadata["encoder_kwargs"],
-        metadata["fbank_kwargs"],
-        metadata["sample_rate"],
+        architecture,
         metadata={"stage": "random_init", "seed": seed, "architecture_of": os.path.abspath(os.fspath(like))},
     )

@@ -1,9 +1,8 @@
 """The whole method as one resumable run: DINO -> R x (pseudo-label -> AAM) -> evaluations.
 
-Each stage is its recipe, run as a subprocess in its own folder under the pipeline's output
-folder, so that a stage behaves exactly as when a user runs it by hand (seeding, logging,
-checkpoints, DDP). A stage whose outputs exist is skipped; an interrupted training stage is simply
-run again and resumes from its last checkpoint. The results of all stages are gathered into one
+Each stage runs through the stage API (:mod:`speechbrain_dino.stages`): its recipe in its own
+process and folder under the pipeline's output folder, skipped when its outputs exist, resumed
+from its last checkpoint when it was interrupted. The results of all stages are gathered into one
 table (JSON and Markdown).
 
 Layout of ``output_folder``::
@@ -19,24 +18,19 @@ Layout of ``output_folder``::
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import subprocess
-import sys
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import yaml
-
-from speechbrain_dino.errors import DataError
-from speechbrain_dino.memory import PeakMemoryMonitor
+from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
+from speechbrain_dino.stages import StageRunner, StageUsage
+from speechbrain_dino.synthetic.corpus import generate_corpus
+from speechbrain_dino.verification.trial_generation import generate_trials
+from speechbrain_dino.verification.trials import write_trials
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = os.path.join(REPO_ROOT, "recipes")
 
 #: Columns of the results table: (key in a row dict, header, format).
 COLUMNS = (
@@ -51,63 +45,25 @@ COLUMNS = (
 )
 
 
-def override_args(overrides: Optional[Mapping[str, Any]]) -> List[str]:
-    """``{"a": 1, "b": {"c": 2}}`` -> ``["--a=1", "--b={c: 2}"]`` (SpeechBrain override flags)."""
-    args = []
-    for key, value in (overrides or {}).items():
-        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-        if text.endswith("\n..."):
-            text = text[: -len("\n...")]
-        args.append(f"--{key}={text}")
-    return args
+def prepare_synthetic_data(
+    output_folder: str, options: Mapping[str, Any], heldout_speakers: int, seed: int, trials_cross: Sequence[str]
+) -> None:
+    """Generates the synthetic corpus into ``output_folder/data``, split by speaker.
 
-
-@dataclasses.dataclass(frozen=True)
-class StageUsage:
-    """What one stage cost: wall seconds and the peak resident memory of its process (GB)."""
-
-    seconds: float
-    peak_rss_gb: float
-
-
-def run_recipe(
-    recipe: str, hparams_file: str, overrides: Mapping[str, Any], log_name: str, *extra_args: str
-) -> StageUsage:
-    """Runs ``recipes/<recipe>`` with ``hparams_file`` and overrides; raises on failure.
-
-    The stage's console output goes to the terminal as it runs (progress bars included). Its wall
-    time and peak memory (the recipe process's own high-water mark, sampled while it runs, see
-    :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are logged and
-    returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
+    Writes ``train.csv`` (pretraining and pseudo-labelling), ``test.csv`` (the last
+    ``heldout_speakers`` speakers, for verification and emotion) and ``trials.txt`` (every pair of
+    held-out utterances, targets differing in each ``trials_cross`` column). ``train.csv`` keeps its
+    speaker labels only so that pseudo-labelling can report NMI / purity: DINO's data pipeline
+    reads ``wav`` and ``duration`` alone, and the AAM rounds train on the cluster ids.
     """
-    command = [sys.executable, os.path.join(RECIPES, recipe), hparams_file, *override_args(overrides), *extra_args]
-    logger.info("stage %s: %s", log_name, " ".join(command))
-    print(f"\n=== {log_name} ===", flush=True)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT)
-    with PeakMemoryMonitor(process.pid) as memory:
-        _, status, rusage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    peak_gb = memory.peak_gb if memory.peak_gb is not None else rusage.ru_maxrss / 2**20
-    usage = StageUsage(time.perf_counter() - start, peak_gb)
-    if process.returncode != 0:
-        raise DataError(
-            f"stage {log_name} failed (exit {process.returncode}); rerun the pipeline to resume it, "
-            f"or run alone: {' '.join(command)}"
-        )
-    logger.info("stage %s: %.1f min, peak memory %.2f GB", log_name, usage.seconds / 60, usage.peak_rss_gb)
-    return usage
-
-
-def training_done(folder: str) -> bool:
-    """True when a training stage has exported ``pretrained/``."""
-    return os.path.isfile(os.path.join(folder, "pretrained", "hyperparams.yaml"))
-
-
-def read_json(path: str) -> Dict[str, Any]:
-    """A stage's JSON output."""
-    with open(path, encoding="utf-8") as fin:
-        return json.load(fin)
+    data = os.path.join(output_folder, "data")
+    rows = generate_corpus(os.path.join(data, "corpus"), **options)
+    speakers = sorted({row["spk_id"] for row in rows})
+    held_out = set(speakers[-heldout_speakers:])
+    write_manifest([row for row in rows if row["spk_id"] not in held_out], os.path.join(data, "train.csv"))
+    test = [row for row in rows if row["spk_id"] in held_out]
+    write_manifest(test, os.path.join(data, "test.csv"))
+    write_trials(generate_trials(test, seed=seed, cross=trials_cross), os.path.join(data, "trials.txt"))
 
 
 class Pipeline:
@@ -117,8 +73,9 @@ class Pipeline:
     ---------
     hparams : dict
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
-        ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``;
-        optionally ``run_options``, command-line run options for every stage (``--device=cuda:0``).
+        ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
+        ``cohort_csv``; optionally ``run_options``, command-line run options for every stage
+        (``--device=cuda:0``), and ``data_root`` for ``$data_root`` in the manifests.
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
@@ -126,102 +83,36 @@ class Pipeline:
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
         self.usage: Dict[str, StageUsage] = {}
-
-    def run_stage(self, recipe: str, hparams_file: str, overrides: Mapping[str, Any], name: str) -> None:
-        """:func:`run_recipe` with the YAML's ``run_options``; remembers the cost in ``usage[name]``."""
-        run_options = [str(option) for option in self.hparams.get("run_options") or []]
-        self.usage[name] = run_recipe(recipe, hparams_file, overrides, name, *run_options)
+        data_root = hparams.get("data_root")
+        self.stages = StageRunner(
+            run_options=hparams.get("run_options") or [],
+            shared_overrides={"data_root": data_root} if data_root else None,
+            on_usage=self.usage.__setitem__,
+        )
 
     def folder(self, *parts: str) -> str:
         """A path inside the output folder."""
         return os.path.join(self.output, *parts)
 
-    # ------------------------------------------------------------------ stages
-    def train_dino(self) -> str:
-        """DINO pretraining on the (unlabelled) training manifest; returns ``pretrained/``."""
-        folder = self.folder("dino")
-        if not training_done(folder):
-            overrides = {
-                "train_csv": self.hparams["train_csv"],
-                "output_folder": folder,
-                **(self.hparams.get("dino_overrides") or {}),
-            }
-            self.run_stage("train_dino.py", self.hparams["dino_hparams"], overrides, "DINO pretraining")
-        return os.path.join(folder, "pretrained")
-
-    def pseudo_label(self, round_index: int, pretrained: str) -> str:
-        """Clusters the training corpus with ``pretrained``; returns the labels folder."""
-        folder = self.folder(f"round{round_index}", "labels")
-        per_round = self.hparams.get("pseudo_label_round_overrides") or []
-        overrides = {
-            "pretrained_path": pretrained,
-            "train_csv": self.hparams["train_csv"],
-            "output_folder": folder,
-            **(self.hparams.get("pseudo_label_overrides") or {}),
-            **(per_round[round_index - 1] if round_index <= len(per_round) else {}),
-        }
-        self.run_stage("pseudo_label.py", self.hparams["pseudo_label_hparams"], overrides, f"round {round_index}: pseudo-labels")
-        return folder
-
-    def train_aam(self, round_index: int, labels_folder: str, init_from: str) -> str:
-        """AAM fine-tuning on the round's pseudo-labels; returns its ``pretrained/``."""
-        folder = self.folder(f"round{round_index}", "aam")
-        if not training_done(folder):
-            overrides = {
-                "train_csv": os.path.join(labels_folder, "pseudo_labels.csv"),
-                "init_from": init_from,
-                "output_folder": folder,
-                **(self.hparams.get("aam_overrides") or {}),
-            }
-            self.run_stage("train_aam.py", self.hparams["aam_hparams"], overrides, f"round {round_index}: AAM fine-tuning")
-        return os.path.join(folder, "pretrained")
-
     def evaluate(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
-        """Verification and emotion evaluation of ``pretrained`` into ``folder``."""
-        verification = os.path.join(folder, "verification")
-        if not os.path.isfile(os.path.join(verification, "results.json")):
-            overrides = {
-                "pretrained_path": pretrained,
-                "test_csv": self.hparams["test_csv"],
-                "trials": self.hparams["trials"],
-                "cohort_csv": self.hparams.get("cohort_csv"),
-                "output_folder": verification,
-                "system_name": name,
-                "baselines": list(baselines),
-            }
-            self.run_stage("eval_verification.py", self.hparams["verification_hparams"], overrides, f"{name}: verification")
-        emotion = os.path.join(folder, "emotion")
-        if self.hparams.get("emotion_csv") and not os.path.isfile(os.path.join(emotion, "results.json")):
-            overrides = {
-                "pretrained_path": pretrained,
-                "data_csv": self.hparams["emotion_csv"],
-                "output_folder": emotion,
-                "system_name": name,
-                "baselines": list(baselines),
-                **(self.hparams.get("emotion_overrides") or {}),
-            }
-            self.run_stage("eval_emotion.py", self.hparams["emotion_hparams"], overrides, f"{name}: emotion")
-        self.collect(name, folder, baselines)
+        """Verification and emotion evaluation of ``pretrained`` into ``folder``; adds the rows."""
+        hparams = self.hparams
+        verification = self.stages.verification(
+            hparams["verification_hparams"], pretrained, hparams["test_csv"], hparams["trials"],
+            os.path.join(folder, "verification"), name, baselines, cohort_csv=hparams.get("cohort_csv"),
+        )
+        emotion = {}
+        if hparams.get("emotion_csv"):
+            emotion = self.stages.emotion(
+                hparams["emotion_hparams"], pretrained, hparams["emotion_csv"], os.path.join(folder, "emotion"),
+                name, baselines, overrides=hparams.get("emotion_overrides"),
+            )
+        for system in [*baselines, name]:  # the baselines' rows come first, the first time
+            self.rows.append(table_row(system, verification[system], emotion.get(system)))
 
-    # ----------------------------------------------------------------- results
-    def collect(self, name: str, folder: str, baselines: Sequence[str]) -> None:
-        """Adds the rows of ``name`` (and of its baselines, the first time) to the table."""
-        verification = read_json(os.path.join(folder, "verification", "results.json"))
-        emotion_path = os.path.join(folder, "emotion", "results.json")
-        emotion = read_json(emotion_path) if os.path.isfile(emotion_path) else {}
-        # results.json holds the evaluated system's metrics at top level, baselines nested
-        systems = {
-            baseline: (verification["baselines"][baseline], emotion.get("baselines", {}).get(baseline))
-            for baseline in baselines
-        }
-        main = {"raw": verification, **({"as_norm": verification["as_norm"]} if "as_norm" in verification else {})}
-        systems[name] = (main, emotion or None)
-        for system, (metrics, emotion_metrics) in systems.items():
-            self.rows.append(_table_row(system, metrics, emotion_metrics))
-
-    def add_clustering(self, round_index: int, labels_folder: str) -> None:
-        """Puts the round's clustering quality on the row of the model that follows it."""
-        report = read_json(os.path.join(labels_folder, "report.json"))
+    def add_clustering(self, labels_folder: str) -> None:
+        """Puts a round's clustering quality on the row of the model that follows it."""
+        report = read_report(labels_folder)
         row = self.rows[-1]
         row["clusters"] = report["clusters_after_filtering"]
         row["kept_percent"] = 100.0 * report["kept_fraction"]
@@ -246,21 +137,35 @@ class Pipeline:
 
     def run(self) -> str:
         """All stages in order; returns the results table (Markdown)."""
-        baselines = list(self.hparams.get("baselines") or [])
-        pretrained = self.train_dino()
-        self.evaluate("DINO", pretrained, self.folder("dino_eval"), baselines)
-        for round_index in range(1, int(self.hparams["rounds"]) + 1):
-            labels = self.pseudo_label(round_index, pretrained)
-            pretrained = self.train_aam(round_index, labels, pretrained)
+        hparams = self.hparams
+        pretrained = self.stages.train_dino(
+            hparams["dino_hparams"], hparams["train_csv"], self.folder("dino"), hparams.get("dino_overrides")
+        )
+        self.evaluate("DINO", pretrained, self.folder("dino_eval"), list(hparams.get("baselines") or []))
+        per_round = hparams.get("pseudo_label_round_overrides") or []
+        for round_index in range(1, int(hparams["rounds"]) + 1):
+            labels = self.stages.pseudo_label(
+                hparams["pseudo_label_hparams"], pretrained, hparams["train_csv"],
+                self.folder(f"round{round_index}", "labels"),
+                {
+                    **(hparams.get("pseudo_label_overrides") or {}),
+                    **(per_round[round_index - 1] if round_index <= len(per_round) else {}),
+                },
+                name=f"round {round_index}: pseudo-labels",
+            )
+            pretrained = self.stages.train_aam(
+                hparams["aam_hparams"], labels_path(labels), pretrained, self.folder(f"round{round_index}", "aam"),
+                hparams.get("aam_overrides"), name=f"round {round_index}: AAM fine-tuning",
+            )
             self.evaluate(f"round {round_index}", pretrained, self.folder(f"round{round_index}", "eval"), [])
-            self.add_clustering(round_index, labels)
+            self.add_clustering(labels)
         return self.write_table()
 
 
-def _table_row(
+def table_row(
     system: str, verification: Mapping[str, Any], emotion: Optional[Mapping[str, Any]]
 ) -> Dict[str, Any]:
-    """A table row from a system's verification metrics (``raw``[, ``as_norm``]) and emotion ones."""
+    """A table row from a system's verification metrics (``raw``[, ``as_norm``]) and emotion results."""
     row = {"system": system, "EER": verification["raw"]["EER"], "minDCF_0.01": verification["raw"]["minDCF_0.01"]}
     if "as_norm" in verification:
         row["EER_as_norm"] = verification["as_norm"]["EER"]

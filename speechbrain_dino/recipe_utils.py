@@ -1,27 +1,47 @@
-"""What every recipe script shares: argument and YAML loading with clear errors.
+"""What every recipe shares: finding and loading hparams (presets included), clear errors, fitting.
 
 Recipes stay SpeechBrain-shaped (``parse_arguments`` -> ``ddp_init_group`` -> ``load_hyperpyyaml``
 -> ``create_experiment_directory`` -> Brain; the last is called by the recipe itself, since
-SpeechBrain copies the calling file into the experiment folder), but a bad hparams file, a bad override or bad data
-ends in one ``error: ...`` line and exit status 2 instead of a traceback.
+SpeechBrain copies the calling file into the experiment folder), but a bad hparams file, a bad
+override or bad data ends in one ``error: ...`` line and exit status 2 instead of a traceback.
+
+Hparams files ship inside the package (``speechbrain_dino/hparams/``): a path ``hparams/X.yaml``
+that does not exist relative to the current folder names the packaged ``X.yaml``, so the README's
+commands work from any folder and with a non-editable install.
+
+A **preset** is a YAML file whose ``extends:`` key names another hparams file (relative to the
+preset's folder) and whose other keys are overrides of it, e.g. ``hparams/demo/dino_ecapa.yaml``
+is the paper's ``hparams/dino_ecapa.yaml`` made small. Loading a preset loads its base with the
+preset's values, then the command line's overrides on top (nested mappings merge key by key); the
+experiment folder's ``hyperparams.yaml`` is that merged, resolved YAML.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import gc
+import io
 import logging
 import os
 import sys
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+import ruamel.yaml
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.errors import DataError
+from speechbrain_dino.errors import DataError, PathLike, StageFailed
+from speechbrain_dino.export import Architecture
 
 logger = logging.getLogger(__name__)
+
+#: The hparams files shipped with the package: paper-scale YAMLs and ``demo/`` presets.
+HPARAMS_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hparams")
+#: The key of a preset that names the hparams file it overrides.
+PRESET_BASE_KEY = "extends"
 
 
 def data_error_message(error: DataError) -> str:
@@ -37,7 +57,8 @@ def data_error_message(error: DataError) -> str:
 
 
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Runs ``main``; a :class:`DataError` becomes ``error: <message>`` on stderr and exit 2.
+    """Runs ``main``; a :class:`DataError` (or a failed pipeline stage, :class:`StageFailed`)
+    becomes ``error: <message>`` on stderr and exit 2.
 
     Under ``torchrun``, the process group is then ended on every rank together: first a garbage
     collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
@@ -53,12 +74,114 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
         except DataError as error:
             print(f"error: {data_error_message(error)}", file=sys.stderr)
             sys.exit(2)
+        except StageFailed as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gc.collect()
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
     return guarded
+
+
+def find_hparams(path: PathLike) -> str:
+    """An hparams file: ``path`` when it exists, else the packaged file that ``hparams/...`` names.
+
+    Raises
+    ------
+    DataError
+        Neither exists.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if not os.path.isabs(path) and parts[0] == "hparams" and len(parts) > 1:
+        packaged = os.path.join(HPARAMS_FOLDER, *parts[1:])
+        if os.path.isfile(packaged):
+            return packaged
+    raise DataError(f"hparams file not found, here or among the packaged ones ({HPARAMS_FOLDER})", path)
+
+
+def _read_yaml(path: str) -> Any:
+    """A YAML file as a ruamel round-trip tree (HyperPyYAML tags kept as they are)."""
+    try:
+        with open(path, encoding="utf-8") as fin:
+            return ruamel.yaml.YAML().load(fin)
+    except ruamel.yaml.YAMLError as error:
+        raise DataError(f"not valid YAML: {error}", path) from None
+
+
+def _dump_yaml(tree: Any) -> str:
+    """A ruamel tree as YAML text ("" for an empty one)."""
+    if not tree:
+        return ""
+    stream = io.StringIO()
+    ruamel.yaml.YAML().dump(tree, stream)
+    return stream.getvalue()
+
+
+def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str]:
+    """The hparams file to load and the overrides to load it with, presets resolved.
+
+    Arguments
+    ---------
+    hparams_path : PathLike
+        An hparams file, or a preset (``extends: base.yaml`` + overrides of the base).
+    overrides : str or mapping, optional
+        Overrides on top (e.g. the command line's), YAML text or a mapping.
+
+    Returns
+    -------
+    (hparams_file, overrides)
+        The first file in the ``extends`` chain that is not a preset, and the YAML text of the
+        presets' values merged with ``overrides`` (the later, the stronger).
+    """
+    hparams_file = os.fspath(hparams_path)
+    if isinstance(overrides, str):
+        overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+    layers = [copy.deepcopy(overrides)] if overrides else []
+    seen = set()
+    while True:
+        tree = _read_yaml(hparams_file)
+        if not isinstance(tree, dict) or PRESET_BASE_KEY not in tree:
+            break
+        if hparams_file in seen:
+            raise DataError(f"presets extend each other in a cycle through {hparams_file}")
+        seen.add(hparams_file)
+        base = os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY)))
+        if not os.path.isfile(base):
+            raise DataError(f"{PRESET_BASE_KEY}: {base} does not exist", hparams_file)
+        layers.append(tree)
+        hparams_file = base
+    merged: Dict = {}
+    for layer in reversed(layers):  # the base-most preset first, the given overrides last
+        recursive_update(merged, layer)
+    return hparams_file, _dump_yaml(merged)
+
+
+def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str, Dict[str, Any]]:
+    """Loads an hparams file or preset with overrides, with one clear error for any failure.
+
+    Returns
+    -------
+    (hparams_file, overrides, hparams)
+        As :func:`resolve_preset` returns them, and the loaded HyperPyYAML dict.
+    """
+    hparams_file, overrides = resolve_preset(find_hparams(hparams_path), overrides)
+    try:
+        with open(hparams_file, encoding="utf-8") as fin:
+            hparams = load_hyperpyyaml(fin, overrides)
+    except DataError:
+        raise
+    except Exception as error:  # YAML syntax, unknown override keys, bad constructor arguments
+        raise DataError(
+            f"cannot load hyperparameters with overrides {overrides!r}: "
+            f"{type(error).__name__}: {error}",
+            hparams_path,
+        ) from None
+    return hparams_file, overrides, hparams
 
 
 def load_recipe(
@@ -69,7 +192,8 @@ def load_recipe(
     Arguments
     ---------
     argv : sequence of str
-        ``sys.argv[1:]``: the hparams file, then ``--key=value`` overrides and run options.
+        ``sys.argv[1:]``: the hparams file (or preset, see :func:`find_hparams`), then
+        ``--key=value`` overrides and run options.
     required : sequence of str
         Keys that must be set (typically paths such as ``train_csv``); an empty or null value is an
         error telling which ``--key=`` to pass.
@@ -77,30 +201,26 @@ def load_recipe(
     Returns
     -------
     (hparams_file, run_opts, overrides, hparams)
+        ``hparams_file`` and ``overrides`` with presets resolved (what
+        ``sb.create_experiment_directory`` should save).
     """
     if not argv or argv[0].startswith("-"):
         raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
-    if not os.path.isfile(argv[0]):
-        raise DataError("hparams file not found", argv[0])
-    hparams_file, run_opts, overrides = sb.parse_arguments(list(argv))
+    hparams_path = find_hparams(argv[0])
+    _, run_opts, overrides = sb.parse_arguments([hparams_path, *argv[1:]])
     sb.utils.distributed.ddp_init_group(run_opts)
-    try:
-        with open(hparams_file, encoding="utf-8") as fin:
-            hparams = load_hyperpyyaml(fin, overrides)
-    except DataError:
-        raise
-    except Exception as error:  # YAML syntax, unknown override keys, bad constructor arguments
-        raise DataError(
-            f"cannot load hyperparameters with overrides {overrides!r}: "
-            f"{type(error).__name__}: {error}",
-            hparams_file,
-        ) from None
+    hparams_file, overrides, hparams = load_hparams(hparams_path, overrides)
     missing = [key for key in required if hparams.get(key) in (None, "")]
     if missing:
         flags = " ".join(f"--{key}=..." for key in missing)
-        raise DataError(f"required setting(s) {missing} are empty: pass {flags}", hparams_file)
+        raise DataError(f"required setting(s) {missing} are empty: pass {flags}", hparams_path)
     return hparams_file, run_opts, overrides, hparams
 
+
+def data_replacements(hparams: Dict[str, Any]) -> Optional[Dict[str, str]]:
+    """``{"data_root": DIR}`` when the YAML sets ``data_root`` (``$data_root`` in manifest paths)."""
+    data_root = hparams.get("data_root")
+    return {"data_root": os.fspath(data_root)} if data_root else None
 
 
 def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
@@ -115,7 +235,15 @@ def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
     }
 
 
-def fit_and_export(hparams: Dict, run_opts: Dict, train_data, metadata: Dict) -> None:
+def fit_and_export(
+    hparams: Dict,
+    run_opts: Dict,
+    train_data,
+    architecture: Architecture,
+    metadata: Dict,
+    modules: Optional[Dict[str, torch.nn.Module]] = None,
+    recoverables: Optional[Dict[str, torch.nn.Module]] = None,
+) -> None:
     """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``.
 
     Arguments
@@ -127,11 +255,18 @@ def fit_and_export(hparams: Dict, run_opts: Dict, train_data, metadata: Dict) ->
         SpeechBrain run options (device, DDP, precision, checkpoint interval...).
     train_data : DynamicItemDataset
         The training set.
+    architecture : Architecture
+        What the exported encoder is (written into ``pretrained/``).
     metadata : dict
         Provenance written beside the exported encoder.
+    modules, recoverables : dict, optional
+        Modules built outside the YAML (e.g. from a previous stage's export), added to the YAML's
+        ``modules``, and those of them the checkpointer must hold.
     """
+    for name, module in (recoverables or {}).items():
+        hparams["checkpointer"].add_recoverable(name, module)
     brain = hparams["brain_class"](
-        modules=hparams["modules"],
+        modules={**hparams["modules"], **(modules or {})},
         opt_class=hparams["opt_class"],
         hparams=hparams,
         run_opts=run_opts,
@@ -144,6 +279,6 @@ def fit_and_export(hparams: Dict, run_opts: Dict, train_data, metadata: Dict) ->
     )
     run_on_main(
         brain.export,
-        args=[os.path.join(hparams["output_folder"], "pretrained")],
+        args=[os.path.join(hparams["output_folder"], "pretrained"), architecture],
         kwargs={"metadata": metadata},
     )

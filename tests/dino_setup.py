@@ -1,7 +1,7 @@
 """Shared set-up of the DINO training tests: a tiny corpus and a tiny, fast preset."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 from typing import List
 
@@ -35,12 +35,6 @@ def tone_corpus(folder: str, count: int = 8) -> str:
     return path
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def run_recipe(name: str, hparams_file: str, *args: str) -> None:
-    """Runs ``recipes/<name>.py``'s ``main`` in this process (as a fresh process would)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main([hparams_file, *args])
+    """Runs the recipe ``speechbrain_dino.recipes.<name>`` in this process (as a fresh process would)."""
+    importlib.import_module(f"speechbrain_dino.recipes.{name}").main([hparams_file, *args])

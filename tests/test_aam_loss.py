@@ -11,14 +11,14 @@ from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
 from dino_setup import run_recipe
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import export_pretrained, instantiate
+from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.manifest import read_manifest, write_manifest
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.training import aam_loss
 from speechbrain_dino.training.aam_loss import AAMSoftmaxLoss, check_subcenters, max_over_subcenters
 from speechbrain_dino.synthetic.corpus import generate_corpus
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_YAML = os.path.join(REPO, "hparams", "demo", "train_aam.yaml")
+DEMO_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 TINY_ECAPA = dict(input_size=40, channels=[32, 32, 32, 32, 96], lin_neurons=32,
                   attention_channels=16, se_channels=16)
@@ -91,7 +91,8 @@ def labelled(tmp_path):
                            min_seconds=1.2, max_seconds=1.5)
     write_manifest(rows, tmp_path / "train.csv")
     torch.manual_seed(0)
-    export_pretrained(tmp_path / "init", instantiate(ECAPA, TINY_ECAPA), ECAPA, TINY_ECAPA, {"n_mels": 40})
+    architecture = Architecture(ECAPA, TINY_ECAPA, {"n_mels": 40})
+    export_pretrained(tmp_path / "init", architecture.build_encoder(), architecture)
     return tmp_path
 
 

@@ -12,6 +12,7 @@ from run_all import replace_block  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
 from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,7 +71,7 @@ def test_budget_planning():
     assert epochs_for_budget(5, 1.0, 1152, 32) == 8
     assert epochs_for_budget(5, 0.5, 1152, 32) == 17
     assert epochs_for_budget(0.01, 2.0, 1152, 32) == 1  # never zero
-    values = plain_values(os.path.join(REPO, "hparams", "demo", "train_aam.yaml"))
+    values = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml"))
     assert values["batch_size"] == 32 and values["schedule"]["frozen_epochs"] == 2
     assert values["augment"] is None  # tagged nodes are not built
 

@@ -16,12 +16,12 @@ from dino_setup import run_recipe as run_demo_recipe
 from speechbrain_dino.embeddings import extract_embeddings
 from speechbrain_dino.export import export_random_init
 from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.verification.scoring import cosine_scores
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.metrics import verification_metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL_DINO = [
     "--encoder_kwargs={channels: [64, 64, 64, 64, 192], attention_channels: 32, se_channels: 32, lin_neurons: 96}",
     "--embedding_dim=96",
@@ -44,7 +44,7 @@ SMALL_AAM = [
 
 
 def run_recipe(name, hparams, *args):
-    run_demo_recipe(name, os.path.join(REPO, "hparams", "demo", hparams), *args)
+    run_demo_recipe(name, os.path.join(HPARAMS_FOLDER, "demo", hparams), *args)
 
 
 def eer(pretrained, rows, trials):

@@ -9,11 +9,12 @@ import torch
 
 from dino_setup import TINY_OVERRIDES, tone_corpus
 from dino_setup import run_recipe as run_named_recipe
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.training.brains.ssl import DINOBrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "train_dino.py")
-DEMO_YAML = os.path.join(REPO, "hparams", "demo", "dino_ecapa.yaml")
+DEMO_YAML = os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml")
 
 
 def run_recipe(train_csv, output_folder, *extra):
@@ -90,7 +91,7 @@ def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
 
 def test_contrastive_baseline_trains_and_exports(tmp_path):
     train_csv = tone_corpus(str(tmp_path / "data"), count=12)
-    contrastive_yaml = os.path.join(REPO, "hparams", "demo", "contrastive_ecapa.yaml")
+    contrastive_yaml = os.path.join(HPARAMS_FOLDER, "demo", "contrastive_ecapa.yaml")
     tiny = [o for o in TINY_OVERRIDES if not o.startswith(("--n_prototypes", "--head_kwargs"))]
     run_named_recipe(
         "train_dino", contrastive_yaml, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'c'}",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import write_tone
-from speechbrain_dino.export import export_pretrained, instantiate
+from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.prepare.voxceleb import prepare_voxceleb
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,8 +30,8 @@ def run(recipe, *args):
 @pytest.fixture
 def encoder_folder(tmp_path):
     torch.manual_seed(0)
-    encoder = instantiate(ECAPA, SMALL_ECAPA).eval()
-    return export_pretrained(tmp_path / "enc" / "pretrained", encoder, ECAPA, SMALL_ECAPA, {"n_mels": 40})
+    architecture = Architecture(ECAPA, SMALL_ECAPA, {"n_mels": 40})
+    return export_pretrained(tmp_path / "enc" / "pretrained", architecture.build_encoder().eval(), architecture)
 
 
 @pytest.fixture

@@ -10,20 +10,20 @@ import torch
 
 from speechbrain_dino.embeddings import EmbeddingTable, extract_embeddings, plan_segments
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import export_pretrained, instantiate
+from speechbrain_dino.export import Architecture, export_pretrained
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 SMALL_ECAPA = dict(
     input_size=40, channels=[32, 32, 32, 32, 96], lin_neurons=48,
     attention_channels=16, se_channels=16, res2net_scale=4,
 )
+ARCHITECTURE = Architecture(ECAPA, SMALL_ECAPA, {"n_mels": 40})
 
 
 @pytest.fixture
 def exported(tmp_path):
     torch.manual_seed(0)
-    encoder = instantiate(ECAPA, SMALL_ECAPA).eval()
-    folder = export_pretrained(tmp_path / "run" / "pretrained", encoder, ECAPA, SMALL_ECAPA, {"n_mels": 40})
+    folder = export_pretrained(tmp_path / "run" / "pretrained", ARCHITECTURE.build_encoder().eval(), ARCHITECTURE)
     return folder
 
 
@@ -79,8 +79,7 @@ def test_cache_is_reused_and_invalidated_by_model_change(exported, rows, tmp_pat
     again = extract_embeddings(exported, rows, cache_path=cache, progress=False)
     np.testing.assert_array_equal(first.vectors, again.vectors)
     monkeypatch.undo()
-    encoder = instantiate(ECAPA, SMALL_ECAPA).eval()  # different random weights
-    export_pretrained(exported, encoder, ECAPA, SMALL_ECAPA, {"n_mels": 40})
+    export_pretrained(exported, ARCHITECTURE.build_encoder().eval(), ARCHITECTURE)  # different random weights
     changed = extract_embeddings(exported, rows, cache_path=cache, progress=False)
     assert not np.allclose(changed.vectors, first.vectors)
     assert EmbeddingTable.load(cache).vectors.shape == (4, 48)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from speechbrain_dino.pipeline import override_args
+from speechbrain_dino.stages import override_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -30,7 +30,7 @@ TINY = {
 
 def command(output):
     return [sys.executable, os.path.join(REPO, "recipes", "run_pipeline.py"),
-            os.path.join(REPO, "hparams", "demo", "pipeline.yaml"), f"--output_folder={output}",
+            "hparams/demo/pipeline.yaml", f"--output_folder={output}",
             *override_args(TINY)]
 
 

@@ -35,6 +35,8 @@ class TrialValidator:
         Padded audio per extraction batch (None: automatic for the device).
     chunk_seconds : float, optional
         Utterances longer than this are embedded in chunks and averaged.
+    replacements : mapping, optional
+        ``{"data_root": DIR}`` for ``$data_root`` in the manifest's ``wav`` paths.
     """
 
     def __init__(
@@ -45,8 +47,9 @@ class TrialValidator:
         resample: bool = False,
         max_batch_seconds: Optional[float] = None,
         chunk_seconds: Optional[float] = 30.0,
+        replacements: Optional[Mapping[str, str]] = None,
     ) -> None:
-        rows = read_manifest(manifest, required=("ID", "duration", "wav"))
+        rows = read_manifest(manifest, required=("ID", "duration", "wav"), replacements=replacements)
         self.n_utterances = len(rows)
         self.trials = read_trials(trials, [row["ID"] for row in rows])
         self.segments = plan_segments(rows, sample_rate, chunk_seconds=chunk_seconds)

@@ -20,7 +20,7 @@ from speechbrain.utils.distributed import if_main_process
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from speechbrain_dino.export import export_pretrained
+from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay
 from speechbrain_dino.training.rng import decorrelate_ranks
@@ -227,16 +227,11 @@ class EncoderBrain(sb.Brain):
         """The encoder whose embeddings this training produces (unwrapped from DDP)."""
         raise NotImplementedError
 
-    def export(self, folder: str, metadata: Optional[dict] = None) -> str:
-        """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``."""
+    def export(self, folder: str, architecture: Architecture, metadata: Optional[dict] = None) -> str:
+        """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``.
+
+        ``architecture`` describes :meth:`exported_encoder` (what re-creates it).
+        """
         info = {"stage": type(self).__name__, "optimizer_steps": self.optimizer_step}
         info.update(metadata or {})
-        return export_pretrained(
-            folder,
-            self.exported_encoder(),
-            encoder_class=self.hparams.encoder_class,
-            encoder_kwargs=self.hparams.encoder_kwargs,
-            fbank_kwargs=self.hparams.fbank_kwargs,
-            sample_rate=self.hparams.sample_rate,
-            metadata=info,
-        )
+        return export_pretrained(folder, self.exported_encoder(), architecture, metadata=info)

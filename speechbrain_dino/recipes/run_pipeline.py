@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""The whole method in one command: DINO -> rounds of (pseudo-labels -> AAM) -> evaluations.
+
+    python recipes/run_pipeline.py hparams/demo/pipeline.yaml --output_folder=results/demo
+    python -m speechbrain_dino.recipes.run_pipeline hparams/pipeline.yaml --output_folder=exp/vox \
+        --train_csv=vox2_dev.csv --test_csv=vox1_test.csv --trials=veri_test2.txt --cohort_csv=...
+
+With the demo YAML it first generates the synthetic corpus and splits it by speaker: training
+speakers for pretraining and pseudo-labelling (labels never used), held-out speakers for the
+verification trials and the emotion folds. Each stage runs in its own subfolder (see
+:mod:`speechbrain_dino.pipeline`); rerunning skips finished stages and resumes an interrupted one.
+Prints the results table at the end and writes it to ``results.md`` / ``results.json``.
+"""
+import os
+import sys
+
+import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
+from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+
+
+@exit_on_data_error
+def main(argv):
+    """Prepares the data (demo), runs every stage, prints the table."""
+    hparams_file, run_opts, overrides, hparams = load_recipe(argv)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    if hparams.get("synthetic"):
+        run_on_main(
+            prepare_synthetic_data,
+            args=[hparams["output_folder"], hparams["synthetic"], hparams["heldout_speakers"], hparams["seed"],
+                  hparams["trials_cross"]],
+        )
+    table = Pipeline(hparams).run()
+    print("\nResults (" + os.path.join(hparams["output_folder"], "results.md") + ")\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""AAM-softmax fine-tuning of a pretrained encoder on (pseudo-)speaker labels.
+
+    python recipes/train_aam.py hparams/train_aam.yaml --init_from=exp/dino/pretrained \
+        --train_csv=exp/round1/pseudo_labels.csv --output_folder=exp/round1/aam
+
+The encoder's architecture and weights come from ``init_from`` (a ``pretrained/`` folder written by
+this project: DINO or a previous round). Two phases (embedding layer + classifier, then the whole
+network at a lower LR), margin warm-up, optional sub-centres (``--subcenters=3``: K centres per
+speaker, see :mod:`speechbrain_dino.training.aam_loss`), random crops and augmentation; checkpoints
+every epoch, resumes when restarted, and ends by writing ``<output_folder>/pretrained/``.
+"""
+import os
+import sys
+
+import speechbrain as sb
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.data_pipeline import provides, takes
+
+from speechbrain_dino.data.crops import random_crop_pipeline
+from speechbrain_dino.data.dataio import dataset_from_rows
+from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.training.fine_tuning import FineTuneModels, check_label_set, labelled_rows
+
+
+def dataio_prep(hparams, rows):
+    """Training set of random crops ``sig`` [T] with ``spk_id_encoded``; and the label encoder."""
+    train_data = dataset_from_rows(rows)
+    train_data.add_dynamic_item(
+        random_crop_pipeline(hparams["crop_seconds"], hparams["sample_rate"], hparams["resample"])
+    )
+    label_encoder = CategoricalEncoder()
+
+    @takes("spk_id")
+    @provides("spk_id_encoded")
+    def encode_label(spk_id):
+        return label_encoder.encode_sequence_torch([spk_id])
+
+    train_data.add_dynamic_item(encode_label)
+    encoder_path = os.path.join(hparams["save_folder"], "label_encoder.txt")
+    label_encoder.load_or_create(path=encoder_path, from_didatasets=[train_data], output_key="spk_id")
+    check_label_set(label_encoder, {row["spk_id"] for row in rows}, encoder_path)
+    train_data.set_output_keys(["id", "sig", "spk_id_encoded"])
+    return train_data, label_encoder
+
+
+@exit_on_data_error
+def main(argv):
+    """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
+    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    rows = labelled_rows(hparams["train_csv"], data_replacements(hparams))
+    models = FineTuneModels.from_pretrained(
+        hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]
+    )
+    train_data, label_encoder = dataio_prep(hparams, rows)
+    metadata = {
+        "train_csv": os.path.abspath(hparams["train_csv"]),
+        "init_from": os.path.abspath(hparams["init_from"]),
+        "n_speakers": len(label_encoder),
+        "subcenters": hparams["subcenters"],
+    }
+    fit_and_export(
+        hparams, run_opts, train_data, models.architecture, metadata,
+        modules=models.modules(), recoverables=models.recoverables(),
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

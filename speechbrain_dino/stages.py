@@ -1,0 +1,293 @@
+"""The stages of the method as one API: each runs its recipe in its own process and folder.
+
+Used by the chained pipeline (:mod:`speechbrain_dino.pipeline`) and by the studies in ``bench/``.
+A stage runs ``python -m speechbrain_dino.recipes.<recipe> <hparams> --key=value ...`` in the
+caller's working directory, so it behaves exactly as when a user runs the recipe by hand (seeding,
+logging, checkpoints) and relative paths mean the same in the caller and the stage. Every stage
+whose outputs exist is skipped; an interrupted training stage simply runs again and resumes from
+its last checkpoint. A stage whose process fails raises
+:class:`~speechbrain_dino.errors.StageFailed`.
+
+Stages and what they return:
+
+- :meth:`StageRunner.train_dino` (DINO, or the contrastive baseline with its YAML) and
+  :meth:`StageRunner.train_aam`: the ``pretrained/`` folder of the trained encoder;
+- :meth:`StageRunner.pseudo_label`: the labels folder (:mod:`speechbrain_dino.pseudo_labels.outputs`);
+- :meth:`StageRunner.verification` and :meth:`StageRunner.emotion`: the metrics of every system
+  evaluated (the encoder and its baselines), as :func:`read_verification` and
+  :func:`read_emotion` give them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import yaml
+
+from speechbrain_dino.errors import PathLike, StageFailed
+from speechbrain_dino.memory import PeakMemoryMonitor
+from speechbrain_dino.pseudo_labels.outputs import outputs_exist
+
+logger = logging.getLogger(__name__)
+
+#: Package holding the recipe modules (``python -m speechbrain_dino.recipes.<name>``).
+RECIPES_PACKAGE = "speechbrain_dino.recipes"
+#: The file every evaluation recipe writes.
+RESULTS_FILE = "results.json"
+#: Keys of a verification ``results.json`` that are not the main system's raw metrics.
+_NOT_RAW_METRICS = ("normalisation", "as_norm", "baselines")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageUsage:
+    """What one stage cost: wall seconds and the peak resident memory of its process (GB)."""
+
+    seconds: float
+    peak_rss_gb: float
+
+
+def override_args(overrides: Optional[Mapping[str, Any]]) -> List[str]:
+    """``{"a": 1, "b": {"c": 2}}`` -> ``["--a=1", "--b={c: 2}"]`` (SpeechBrain override flags)."""
+    args = []
+    for key, value in (overrides or {}).items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        if text.endswith("\n..."):
+            text = text[: -len("\n...")]
+        args.append(f"--{key}={text}")
+    return args
+
+
+def run_recipe(
+    recipe: str, hparams_file: PathLike, overrides: Mapping[str, Any], name: str, *extra_args: str
+) -> StageUsage:
+    """Runs the recipe module ``recipe`` (e.g. ``"train_dino"``) with ``hparams_file`` and overrides.
+
+    The stage's console output goes to the terminal as it runs (progress bars included). Its wall
+    time and peak memory (the recipe process's own high-water mark, sampled while it runs, see
+    :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are logged and
+    returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
+
+    Raises
+    ------
+    StageFailed
+        The recipe's process exited with an error.
+    """
+    command = [
+        sys.executable, "-m", f"{RECIPES_PACKAGE}.{recipe}", os.fspath(hparams_file),
+        *override_args(overrides), *extra_args,
+    ]
+    logger.info("stage %s: %s", name, " ".join(command))
+    print(f"\n=== {name} ===", flush=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(command)
+    with PeakMemoryMonitor(process.pid) as memory:
+        _, status, rusage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    peak_gb = memory.peak_gb if memory.peak_gb is not None else rusage.ru_maxrss / 2**20
+    usage = StageUsage(time.perf_counter() - start, peak_gb)
+    if process.returncode != 0:
+        raise StageFailed(name, process.returncode, command)
+    logger.info("stage %s: %.1f min, peak memory %.2f GB", name, usage.seconds / 60, usage.peak_rss_gb)
+    return usage
+
+
+def pretrained_folder(training_folder: PathLike) -> str:
+    """The ``pretrained/`` folder a training stage exports into."""
+    return os.path.join(os.fspath(training_folder), "pretrained")
+
+
+def training_done(training_folder: PathLike) -> bool:
+    """True when a training stage has exported ``pretrained/``."""
+    return os.path.isfile(os.path.join(pretrained_folder(training_folder), "hyperparams.yaml"))
+
+
+def read_json(path: PathLike) -> Any:
+    """A JSON file (a stage's output)."""
+    with open(os.fspath(path), encoding="utf-8") as fin:
+        return json.load(fin)
+
+
+def read_verification(folder: PathLike, system: str) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """The metrics of a verification folder, per system: the evaluated one first, then the baselines.
+
+    Arguments
+    ---------
+    folder : PathLike
+        Output folder of ``eval_verification`` (its ``results.json``).
+    system : str
+        The evaluated encoder's ``system_name`` (its metrics are the file's top level).
+
+    Returns
+    -------
+    dict
+        ``{system: {"raw": metrics[, "as_norm": metrics]}, baseline: {...}, ...}``; metrics hold
+        ``EER`` (percent), ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``, ``n_target``.
+    """
+    results = read_json(os.path.join(os.fspath(folder), RESULTS_FILE))
+    main = {"raw": {key: value for key, value in results.items() if key not in _NOT_RAW_METRICS}}
+    if "as_norm" in results:
+        main["as_norm"] = results["as_norm"]
+    return {system: main, **results.get("baselines", {})}
+
+
+def read_emotion(folder: PathLike, system: str) -> Dict[str, Dict[str, Any]]:
+    """The results of an emotion folder, per system: the evaluated one first, then the baselines.
+
+    Returns
+    -------
+    dict
+        ``{system: results, baseline: results, ...}``; results hold ``micro_f1`` (percent, mean
+        over folds), ``micro_f1_std``, ``macro_f1``, ``ua``, per-fold values, the confusion matrix.
+    """
+    results = read_json(os.path.join(os.fspath(folder), RESULTS_FILE))
+    baselines = results.pop("baselines", {})
+    return {system: results, **baselines}
+
+
+class StageRunner:
+    """Runs the stages, skipping those whose outputs exist, and reports what each run cost.
+
+    Arguments
+    ---------
+    run_options : sequence of str
+        Command-line run options given to every stage (e.g. ``["--device=cuda:0"]``).
+    shared_overrides : mapping, optional
+        Overrides given to every stage (e.g. ``{"data_root": "/data"}``).
+    on_usage : callable, optional
+        Called as ``on_usage(name, StageUsage)`` after each stage that ran (not after a skip).
+    """
+
+    def __init__(
+        self,
+        run_options: Sequence[str] = (),
+        shared_overrides: Optional[Mapping[str, Any]] = None,
+        on_usage: Optional[Callable[[str, StageUsage], None]] = None,
+    ) -> None:
+        self.run_options = [str(option) for option in run_options]
+        self.shared_overrides = dict(shared_overrides or {})
+        self.on_usage = on_usage
+
+    def run(self, recipe: str, hparams_file: PathLike, overrides: Mapping[str, Any], name: str) -> StageUsage:
+        """:func:`run_recipe` with the shared overrides and run options; reports the cost."""
+        usage = run_recipe(recipe, hparams_file, {**self.shared_overrides, **overrides}, name, *self.run_options)
+        if self.on_usage is not None:
+            self.on_usage(name, usage)
+        return usage
+
+    def train_dino(
+        self,
+        hparams_file: PathLike,
+        train_csv: PathLike,
+        folder: PathLike,
+        overrides: Optional[Mapping[str, Any]] = None,
+        name: str = "DINO pretraining",
+    ) -> str:
+        """Self-supervised pretraining (``train_dino``) into ``folder``; returns its ``pretrained/``."""
+        if not training_done(folder):
+            stage = {"train_csv": os.fspath(train_csv), "output_folder": os.fspath(folder), **(overrides or {})}
+            self.run("train_dino", hparams_file, stage, name)
+        return pretrained_folder(folder)
+
+    def pseudo_label(
+        self,
+        hparams_file: PathLike,
+        pretrained: PathLike,
+        train_csv: PathLike,
+        folder: PathLike,
+        overrides: Optional[Mapping[str, Any]] = None,
+        name: str = "pseudo-labels",
+    ) -> str:
+        """Clusters ``train_csv`` with the encoder ``pretrained`` into ``folder``; returns ``folder``."""
+        if not outputs_exist(folder):
+            stage = {
+                "pretrained_path": os.fspath(pretrained),
+                "train_csv": os.fspath(train_csv),
+                "output_folder": os.fspath(folder),
+                **(overrides or {}),
+            }
+            self.run("pseudo_label", hparams_file, stage, name)
+        return os.fspath(folder)
+
+    def train_aam(
+        self,
+        hparams_file: PathLike,
+        train_csv: PathLike,
+        init_from: PathLike,
+        folder: PathLike,
+        overrides: Optional[Mapping[str, Any]] = None,
+        name: str = "AAM fine-tuning",
+    ) -> str:
+        """AAM fine-tuning of ``init_from`` on the labels of ``train_csv``; returns its ``pretrained/``."""
+        if not training_done(folder):
+            stage = {
+                "train_csv": os.fspath(train_csv),
+                "init_from": os.fspath(init_from),
+                "output_folder": os.fspath(folder),
+                **(overrides or {}),
+            }
+            self.run("train_aam", hparams_file, stage, name)
+        return pretrained_folder(folder)
+
+    def verification(
+        self,
+        hparams_file: PathLike,
+        pretrained: PathLike,
+        test_csv: PathLike,
+        trials: PathLike,
+        folder: PathLike,
+        system: str,
+        baselines: Sequence[str] = (),
+        cohort_csv: Optional[PathLike] = None,
+        overrides: Optional[Mapping[str, Any]] = None,
+        name: Optional[str] = None,
+    ) -> Dict[str, Dict[str, Dict[str, float]]]:
+        """Speaker verification of ``pretrained`` (and ``baselines``) into ``folder``.
+
+        Returns :func:`read_verification` of the folder.
+        """
+        if not os.path.isfile(os.path.join(os.fspath(folder), RESULTS_FILE)):
+            stage = {
+                "pretrained_path": os.fspath(pretrained),
+                "test_csv": os.fspath(test_csv),
+                "trials": os.fspath(trials),
+                "cohort_csv": None if cohort_csv is None else os.fspath(cohort_csv),
+                "output_folder": os.fspath(folder),
+                "system_name": system,
+                "baselines": list(baselines),
+                **(overrides or {}),
+            }
+            self.run("eval_verification", hparams_file, stage, name or f"{system}: verification")
+        return read_verification(folder, system)
+
+    def emotion(
+        self,
+        hparams_file: PathLike,
+        pretrained: PathLike,
+        data_csv: PathLike,
+        folder: PathLike,
+        system: str,
+        baselines: Sequence[str] = (),
+        overrides: Optional[Mapping[str, Any]] = None,
+        name: Optional[str] = None,
+    ) -> Dict[str, Dict[str, Any]]:
+        """Emotion recognition from the embeddings of ``pretrained`` (and ``baselines``) into ``folder``.
+
+        Returns :func:`read_emotion` of the folder.
+        """
+        if not os.path.isfile(os.path.join(os.fspath(folder), RESULTS_FILE)):
+            stage = {
+                "pretrained_path": os.fspath(pretrained),
+                "data_csv": os.fspath(data_csv),
+                "output_folder": os.fspath(folder),
+                "system_name": system,
+                "baselines": list(baselines),
+                **(overrides or {}),
+            }
+            self.run("eval_emotion", hparams_file, stage, name or f"{system}: emotion")
+        return read_emotion(folder, system)
