@@ -13,7 +13,6 @@ import os
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import yaml
-from hyperpyyaml.core import recursive_update
 
 from speechbrain_dino.recipe_utils import resolve_preset
 from speechbrain_dino.stages import run_recipe
@@ -33,8 +32,17 @@ def plain_values(hparams_file: str) -> Dict[str, Any]:
     base, overrides = resolve_preset(hparams_file)
     with open(base, encoding="utf-8") as fin:
         values = yaml.load(fin, Loader=_TagIgnoringLoader)
-    recursive_update(values, yaml.load(overrides, Loader=_TagIgnoringLoader) or {})
+    _merge_plain(values, yaml.load(overrides, Loader=_TagIgnoringLoader) or {})
     return values
+
+
+def _merge_plain(values: Dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Merges a preset's overrides into plain values; a tagged node (None here) stays None."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(values.get(key), dict):
+            _merge_plain(values[key], value)
+        elif not (isinstance(value, Mapping) and values.get(key) is None):
+            values[key] = value
 
 
 def seconds_per_step(

@@ -16,10 +16,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 import yaml
+from hyperpyyaml import resolve_references
 from torch import nn
 
 from speechbrain_dino.errors import DataError, PathLike, first_line
@@ -79,6 +80,31 @@ class Architecture:
         """The filterbank front end: ``[B, T]`` waveforms -> ``[B, frames, n_mels]``."""
         return instantiate(FBANK_CLASS, self.fbank_kwargs)
 
+    @classmethod
+    def from_yaml(cls, hparams_file: PathLike, overrides: Any, encoder: str) -> "Architecture":
+        """The architecture a training YAML builds, read from its ``!new:`` nodes.
+
+        The YAML is resolved with ``overrides`` (references, ``!copy`` and overrides applied, no
+        object built), so the export re-creates exactly what was trained.
+
+        Arguments
+        ---------
+        hparams_file : PathLike
+            The training YAML (not a preset: see :func:`speechbrain_dino.recipe_utils.resolve_preset`).
+        overrides : str or mapping
+            Its overrides.
+        encoder : str
+            The key of the exported encoder's node (e.g. ``teacher``, a ``!copy`` of ``student``);
+            the filterbank is the node ``compute_features``, the rate ``sample_rate``.
+        """
+        with open(os.fspath(hparams_file), encoding="utf-8") as fin:
+            tree = yaml.load(resolve_references(fin, overrides), Loader=_TagKeepingLoader)
+        encoder_class, encoder_kwargs = _new_node(tree, encoder, hparams_file)
+        fbank_class, fbank_kwargs = _new_node(tree, "compute_features", hparams_file)
+        if fbank_class != FBANK_CLASS:
+            raise DataError(f"compute_features must be {FBANK_CLASS} to be exported, not {fbank_class}", hparams_file)
+        return cls(encoder_class, encoder_kwargs, fbank_kwargs, int(tree["sample_rate"]))
+
     def to_metadata(self) -> Dict[str, Any]:
         """The fields as written to ``speechbrain_dino.json``."""
         return {
@@ -87,6 +113,53 @@ class Architecture:
             "fbank_kwargs": _plain(self.fbank_kwargs),
             "sample_rate": int(self.sample_rate),
         }
+
+
+class _Tagged(NamedTuple):
+    """A tagged YAML node (``!new:...``, ``!name:...``) with its plain value."""
+
+    tag: str
+    value: Any
+
+
+class _TagKeepingLoader(yaml.SafeLoader):
+    """Reads resolved HyperPyYAML: plain values, and every tagged node as a :class:`_Tagged`."""
+
+
+def _construct_tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> _Tagged:
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return _Tagged("!" + suffix, value)
+
+
+_TagKeepingLoader.add_multi_constructor("!", _construct_tagged)
+
+
+def _new_node(tree: Mapping[str, Any], key: str, path: PathLike) -> Tuple[str, Dict[str, Any]]:
+    """(class path, keyword arguments) of the ``!new:`` node ``key``, whose arguments must be plain."""
+    node = tree.get(key)
+    if not isinstance(node, _Tagged) or not node.tag.startswith("!new:") or not isinstance(node.value, dict):
+        raise DataError(f"{key} must be a !new: node with keyword arguments to be exported", path)
+
+    tagged = _tagged_values(node.value)
+    if tagged:
+        raise DataError(f"the arguments of {key} must be plain values to be exported, not {tagged[0]}", path)
+    return node.tag[len("!new:"):], node.value
+
+
+def _tagged_values(value: Any) -> list:
+    """The tags of the tagged nodes anywhere inside ``value`` (dicts and lists walked)."""
+    if isinstance(value, _Tagged):
+        return [value.tag]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [tag for item in value for tag in _tagged_values(item)]
+    return []
 
 
 def read_architecture(folder: PathLike) -> Architecture:

@@ -150,7 +150,7 @@ def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, 
         if hparams_file in seen:
             raise DataError(f"presets extend each other in a cycle through {hparams_file}")
         seen.add(hparams_file)
-        base = os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY)))
+        base = os.path.normpath(os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY))))
         if not os.path.isfile(base):
             raise DataError(f"{PRESET_BASE_KEY}: {base} does not exist", hparams_file)
         layers.append(tree)

@@ -107,6 +107,11 @@ def training_done(training_folder: PathLike) -> bool:
     return os.path.isfile(os.path.join(pretrained_folder(training_folder), "hyperparams.yaml"))
 
 
+def results_exist(evaluation_folder: PathLike) -> bool:
+    """True when an evaluation stage has written its ``results.json``."""
+    return os.path.isfile(os.path.join(os.fspath(evaluation_folder), RESULTS_FILE))
+
+
 def read_json(path: PathLike) -> Any:
     """A JSON file (a stage's output)."""
     with open(os.fspath(path), encoding="utf-8") as fin:
@@ -180,114 +185,74 @@ class StageRunner:
             self.on_usage(name, usage)
         return usage
 
-    def train_dino(
-        self,
-        hparams_file: PathLike,
-        train_csv: PathLike,
-        folder: PathLike,
-        overrides: Optional[Mapping[str, Any]] = None,
-        name: str = "DINO pretraining",
+    def run_unless_done(
+        self, done: bool, recipe: str, hparams_file: PathLike, inputs: Mapping[str, Any],
+        overrides: Optional[Mapping[str, Any]], name: str,
+    ) -> None:
+        """Runs ``recipe`` with the stage's ``inputs`` (paths, names) and the caller's ``overrides``
+        on top, unless ``done``."""
+        if not done:
+            stage = {key: _plain_path(value) for key, value in inputs.items()}
+            self.run(recipe, hparams_file, {**stage, **(overrides or {})}, name)
+
+    def trained(
+        self, recipe: str, hparams_file: PathLike, inputs: Mapping[str, Any], overrides: Optional[Mapping[str, Any]],
+        name: str,
     ) -> str:
-        """Self-supervised pretraining (``train_dino``) into ``folder``; returns its ``pretrained/``."""
-        if not training_done(folder):
-            stage = {"train_csv": os.fspath(train_csv), "output_folder": os.fspath(folder), **(overrides or {})}
-            self.run("train_dino", hparams_file, stage, name)
+        """A training stage: runs ``recipe`` unless its ``output_folder`` has exported ``pretrained/``,
+        which it returns."""
+        folder = inputs["output_folder"]
+        self.run_unless_done(training_done(folder), recipe, hparams_file, inputs, overrides, name)
         return pretrained_folder(folder)
 
-    def pseudo_label(
-        self,
-        hparams_file: PathLike,
-        pretrained: PathLike,
-        train_csv: PathLike,
-        folder: PathLike,
-        overrides: Optional[Mapping[str, Any]] = None,
-        name: str = "pseudo-labels",
-    ) -> str:
-        """Clusters ``train_csv`` with the encoder ``pretrained`` into ``folder``; returns ``folder``."""
-        if not outputs_exist(folder):
-            stage = {
-                "pretrained_path": os.fspath(pretrained),
-                "train_csv": os.fspath(train_csv),
-                "output_folder": os.fspath(folder),
-                **(overrides or {}),
-            }
-            self.run("pseudo_label", hparams_file, stage, name)
+    def train_dino(self, hparams_file: PathLike, train_csv: PathLike, folder: PathLike,
+                   overrides: Optional[Mapping[str, Any]] = None, name: str = "DINO pretraining") -> str:
+        """Self-supervised pretraining (DINO, or the contrastive baseline with its YAML) into ``folder``;
+        returns its ``pretrained/``."""
+        inputs = {"train_csv": train_csv, "output_folder": folder}
+        return self.trained("train_dino", hparams_file, inputs, overrides, name)
+
+    def pseudo_label(self, hparams_file: PathLike, pretrained: PathLike, train_csv: PathLike, folder: PathLike,
+                     overrides: Optional[Mapping[str, Any]] = None, name: str = "pseudo-labels") -> str:
+        """Clusters ``train_csv`` with the encoder ``pretrained`` into ``folder``; returns ``folder``
+        (:func:`~speechbrain_dino.pseudo_labels.outputs.labels_path` is the labelled manifest)."""
+        inputs = {"pretrained_path": pretrained, "train_csv": train_csv, "output_folder": folder}
+        self.run_unless_done(outputs_exist(folder), "pseudo_label", hparams_file, inputs, overrides, name)
         return os.fspath(folder)
 
-    def train_aam(
-        self,
-        hparams_file: PathLike,
-        train_csv: PathLike,
-        init_from: PathLike,
-        folder: PathLike,
-        overrides: Optional[Mapping[str, Any]] = None,
-        name: str = "AAM fine-tuning",
-    ) -> str:
+    def train_aam(self, hparams_file: PathLike, train_csv: PathLike, init_from: PathLike, folder: PathLike,
+                  overrides: Optional[Mapping[str, Any]] = None, name: str = "AAM fine-tuning") -> str:
         """AAM fine-tuning of ``init_from`` on the labels of ``train_csv``; returns its ``pretrained/``."""
-        if not training_done(folder):
-            stage = {
-                "train_csv": os.fspath(train_csv),
-                "init_from": os.fspath(init_from),
-                "output_folder": os.fspath(folder),
-                **(overrides or {}),
-            }
-            self.run("train_aam", hparams_file, stage, name)
-        return pretrained_folder(folder)
+        inputs = {"train_csv": train_csv, "init_from": init_from, "output_folder": folder}
+        return self.trained("train_aam", hparams_file, inputs, overrides, name)
 
     def verification(
-        self,
-        hparams_file: PathLike,
-        pretrained: PathLike,
-        test_csv: PathLike,
-        trials: PathLike,
-        folder: PathLike,
-        system: str,
-        baselines: Sequence[str] = (),
-        cohort_csv: Optional[PathLike] = None,
-        overrides: Optional[Mapping[str, Any]] = None,
-        name: Optional[str] = None,
+        self, hparams_file: PathLike, pretrained: PathLike, test_csv: PathLike, trials: PathLike, folder: PathLike,
+        system: str, baselines: Sequence[str] = (), cohort_csv: Optional[PathLike] = None,
+        overrides: Optional[Mapping[str, Any]] = None, name: Optional[str] = None,
     ) -> Dict[str, Dict[str, Dict[str, float]]]:
-        """Speaker verification of ``pretrained`` (and ``baselines``) into ``folder``.
-
-        Returns :func:`read_verification` of the folder.
-        """
-        if not os.path.isfile(os.path.join(os.fspath(folder), RESULTS_FILE)):
-            stage = {
-                "pretrained_path": os.fspath(pretrained),
-                "test_csv": os.fspath(test_csv),
-                "trials": os.fspath(trials),
-                "cohort_csv": None if cohort_csv is None else os.fspath(cohort_csv),
-                "output_folder": os.fspath(folder),
-                "system_name": system,
-                "baselines": list(baselines),
-                **(overrides or {}),
-            }
-            self.run("eval_verification", hparams_file, stage, name or f"{system}: verification")
+        """Speaker verification of ``pretrained`` (and ``baselines``) into ``folder``, as ``system``;
+        returns :func:`read_verification` of the folder."""
+        inputs = {"pretrained_path": pretrained, "test_csv": test_csv, "trials": trials, "cohort_csv": cohort_csv}
+        inputs.update(output_folder=folder, system_name=system, baselines=list(baselines))
+        name = name or f"{system}: verification"
+        self.run_unless_done(results_exist(folder), "eval_verification", hparams_file, inputs, overrides, name)
         return read_verification(folder, system)
 
     def emotion(
-        self,
-        hparams_file: PathLike,
-        pretrained: PathLike,
-        data_csv: PathLike,
-        folder: PathLike,
-        system: str,
-        baselines: Sequence[str] = (),
-        overrides: Optional[Mapping[str, Any]] = None,
-        name: Optional[str] = None,
+        self, hparams_file: PathLike, pretrained: PathLike, data_csv: PathLike, folder: PathLike, system: str,
+        baselines: Sequence[str] = (), overrides: Optional[Mapping[str, Any]] = None, name: Optional[str] = None,
     ) -> Dict[str, Dict[str, Any]]:
-        """Emotion recognition from the embeddings of ``pretrained`` (and ``baselines``) into ``folder``.
-
-        Returns :func:`read_emotion` of the folder.
-        """
-        if not os.path.isfile(os.path.join(os.fspath(folder), RESULTS_FILE)):
-            stage = {
-                "pretrained_path": os.fspath(pretrained),
-                "data_csv": os.fspath(data_csv),
-                "output_folder": os.fspath(folder),
-                "system_name": system,
-                "baselines": list(baselines),
-                **(overrides or {}),
-            }
-            self.run("eval_emotion", hparams_file, stage, name or f"{system}: emotion")
+        """Emotion recognition from the embeddings of ``pretrained`` (and ``baselines``) into ``folder``,
+        as ``system``; returns :func:`read_emotion` of the folder."""
+        inputs = {"pretrained_path": pretrained, "data_csv": data_csv, "output_folder": folder, "system_name": system}
+        self.run_unless_done(
+            results_exist(folder), "eval_emotion", hparams_file, {**inputs, "baselines": list(baselines)}, overrides,
+            name or f"{system}: emotion",
+        )
         return read_emotion(folder, system)
+
+
+def _plain_path(value: Any) -> Any:
+    """``value`` as a string when it is a path object (an override must be plain YAML)."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value

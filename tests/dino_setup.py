@@ -11,11 +11,10 @@ from speechbrain_dino.manifest import write_manifest
 
 #: Overrides that shrink hparams/demo/dino_ecapa.yaml to seconds per epoch on CPU.
 TINY_OVERRIDES = [
-    "--encoder_kwargs={channels: [32, 32, 32, 32, 96], attention_channels: 16, se_channels: 16, "
-    "lin_neurons: 32}",
+    "--student={channels: [32, 32, 32, 32, 96], attention_channels: 16, se_channels: 16}",
     "--embedding_dim=32",
     "--n_prototypes=64",
-    "--head_kwargs={hidden_size: 64, bottleneck_size: 32}",
+    "--student_head={hidden_size: 64, bottleneck_size: 32}",
     "--crops={global_seconds: 1.0, local_seconds: 0.5}",
     "--batch_size=4",
     "--schedule={warmup_epochs: 0.5}",

@@ -16,6 +16,7 @@ from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.training import aam_loss
 from speechbrain_dino.training.aam_loss import AAMSoftmaxLoss, check_subcenters, max_over_subcenters
+from speechbrain_dino.training.schedules import FineTuneSchedule
 from speechbrain_dino.synthetic.corpus import generate_corpus
 
 DEMO_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
@@ -66,6 +67,20 @@ def test_the_margin_of_each_call_is_speechbrains_aam_at_that_margin(margin):
     loss = AAMSoftmaxLoss(scale=30)
     assert torch.equal(loss(cosines, targets, margin), expected)
     assert not torch.equal(loss(cosines, targets, margin + 0.1), expected)  # the margin is used
+
+
+def test_fine_tuning_schedule_has_two_phases_and_a_margin_warm_up():
+    schedule = FineTuneSchedule.from_epochs(
+        epochs=4, steps_per_epoch=10, frozen_epochs=1, warmup_epochs=0.5, margin_warmup_epochs=2,
+        head_lr=0.01, full_lr=0.001, margin=0.2,
+    )
+    assert (schedule.total_steps, schedule.frozen_steps, schedule.warmup_steps) == (40, 10, 5)
+    assert schedule.values(0).backbone_frozen and not schedule.values(10).backbone_frozen
+    assert schedule.values(5).lr == pytest.approx(0.01)  # warmed up to the head LR
+    assert schedule.values(10).lr == pytest.approx(0.001)  # the second phase starts at the full LR
+    assert schedule.values(40).lr == pytest.approx(1e-6)
+    assert schedule.values(10).margin == pytest.approx(0.1) and schedule.values(30).margin == pytest.approx(0.2)
+    assert FineTuneSchedule.from_epochs(epochs=2, steps_per_epoch=10, frozen_epochs=5).frozen_steps == 20
 
 
 def test_one_subcenter_is_the_plain_classifier():

@@ -23,10 +23,10 @@ from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.metrics import verification_metrics
 
 SMALL_DINO = [
-    "--encoder_kwargs={channels: [64, 64, 64, 64, 192], attention_channels: 32, se_channels: 32, lin_neurons: 96}",
+    "--student={channels: [64, 64, 64, 64, 192], attention_channels: 32, se_channels: 32}",
     "--embedding_dim=96",
     "--n_prototypes=256",
-    "--head_kwargs={hidden_size: 256, bottleneck_size: 64}",
+    "--student_head={hidden_size: 256, bottleneck_size: 64}",
     "--crops={global_seconds: 1.5, local_seconds: 0.75}",
     "--batch_size=16",
     "--number_of_epochs=10",

@@ -92,10 +92,10 @@ def test_two_process_cpu_ddp_trains_and_checkpoints(tmp_path):
 def test_contrastive_baseline_trains_and_exports(tmp_path):
     train_csv = tone_corpus(str(tmp_path / "data"), count=12)
     contrastive_yaml = os.path.join(HPARAMS_FOLDER, "demo", "contrastive_ecapa.yaml")
-    tiny = [o for o in TINY_OVERRIDES if not o.startswith(("--n_prototypes", "--head_kwargs"))]
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith(("--n_prototypes", "--student_head"))]
     run_named_recipe(
         "train_dino", contrastive_yaml, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'c'}",
-        "--number_of_epochs=4", "--projection_kwargs={hidden_size: 64, projection_size: 32}", *tiny,
+        "--number_of_epochs=4", "--projection_head={hidden_size: 64, projection_size: 32}", *tiny,
     )
     log = (tmp_path / "c" / "train_log.txt").read_text()
     losses = [float(line.split("train loss: ")[1].split(",")[0]) for line in log.splitlines()]

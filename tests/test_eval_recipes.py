@@ -57,10 +57,12 @@ def test_voxceleb1_tree_and_official_trials_run_end_to_end(tmp_path, encoder_fol
     test_csv = tmp_path / "vox1_test.csv"
     report = prepare_voxceleb(mini_voxceleb1, test_csv)
     assert report["utterances"] == 12 and report["speakers"] == 3
+    # the manifest names its audio relative to $data_root, which the recipe's --data_root replaces
+    test_csv.write_text(test_csv.read_text().replace(str(mini_voxceleb1), "$data_root"))
     out = tmp_path / "eval"
     result = run(
         "eval_verification.py", "hparams/verification.yaml", f"--pretrained_path={encoder_folder}",
-        f"--test_csv={test_csv}", f"--trials={mini_voxceleb1 / 'veri_test2.txt'}",
+        f"--test_csv={test_csv}", f"--trials={mini_voxceleb1 / 'veri_test2.txt'}", f"--data_root={mini_voxceleb1}",
         f"--cohort_csv={test_csv}", f"--output_folder={out}", "--as_norm_top_n=2", "--baselines=[]",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""The chained pipeline: a run killed during round 1 resumes and ends with the same table."""
+"""The chained pipeline: a run killed during round 1 resumes and ends with the same table; a failed
+stage is reported in one line."""
 import json
 import os
 import signal
@@ -6,7 +7,11 @@ import subprocess
 import sys
 import time
 
-from speechbrain_dino.stages import override_args
+import pytest
+
+from speechbrain_dino.errors import StageFailed
+from speechbrain_dino.recipe_utils import exit_on_data_error
+from speechbrain_dino.stages import StageRunner, override_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {
@@ -16,9 +21,8 @@ TINY = {
     "rounds": 1,
     "dino_overrides": {
         "number_of_epochs": 2, "batch_size": 4, "embedding_dim": 32, "n_prototypes": 64,
-        "encoder_kwargs": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16,
-                           "lin_neurons": 32},
-        "head_kwargs": {"hidden_size": 64, "bottleneck_size": 32},
+        "student": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16},
+        "student_head": {"hidden_size": 64, "bottleneck_size": 32},
         "crops": {"global_seconds": 1.0, "local_seconds": 0.5},
     },
     "pseudo_label_overrides": {"clustering": {"min_size": 2, "ahc_threshold": 0.5}},
@@ -64,3 +68,19 @@ def test_pipeline_killed_in_round_one_resumes_to_the_same_table(tmp_path):
     second = json.loads((killed / "results.json").read_text())
     assert second == first
     assert [row["system"] for row in first] == ["mfcc_stats", "DINO", "round 1"]
+
+
+def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_path, capsys):
+    stages = StageRunner()
+    with pytest.raises(StageFailed) as failure:  # the recipe stops: no train_csv (exit 2)
+        stages.train_dino("hparams/demo/dino_ecapa.yaml", "", tmp_path / "dino", name="DINO pretraining")
+    assert failure.value.exit_code == 2 and "train_dino" in " ".join(failure.value.command)
+
+    @exit_on_data_error
+    def main():
+        raise failure.value
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: stage DINO pretraining failed (exit 2); rerun the pipeline")

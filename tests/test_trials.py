@@ -201,7 +201,7 @@ def test_generation_needs_speakers_and_known_columns():
 
 
 def test_make_trials_cli_writes_and_never_overwrites(tmp_path):
-    from speechbrain_dino.make_trials import main as make_trials
+    from speechbrain_dino.verification.make_trials import main as make_trials
     from speechbrain_dino.manifest import write_manifest
 
     rows = [

@@ -27,11 +27,7 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 def main(argv):
     """Builds the folds, evaluates the encoder and the baselines, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("pretrained_path", "data_csv"))
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(
         hparams["data_csv"], required=("ID", "duration", "wav", "spk_id", "emotion"),
         replacements=data_replacements(hparams),

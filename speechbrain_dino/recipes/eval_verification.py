@@ -26,11 +26,7 @@ def main(argv):
     hparams_file, run_opts, overrides, hparams = load_recipe(
         argv, required=("pretrained_path", "test_csv", "trials")
     )
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)
     test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"), replacements=replacements)
     cohort_rows = None

@@ -37,7 +37,7 @@ def main(argv):
     if outputs_exist(output):
         print(f"pseudo-labels | already done: {labels_path(output)}")
         return
-    sb.create_experiment_directory(experiment_directory=output, hyperparams_to_save=hparams_file, overrides=overrides)
+    sb.create_experiment_directory(output, hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(hparams["train_csv"], required=("ID", "duration", "wav"), replacements=data_replacements(hparams))
     table = extract_embeddings(
         hparams["pretrained_path"],

@@ -25,11 +25,7 @@ from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
 def main(argv):
     """Prepares the data (demo), runs every stage, prints the table."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     if hparams.get("synthetic"):
         run_on_main(
             prepare_synthetic_data,

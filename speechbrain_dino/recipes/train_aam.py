@@ -48,11 +48,7 @@ def dataio_prep(hparams, rows):
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = labelled_rows(hparams["train_csv"], data_replacements(hparams))
     models = FineTuneModels.from_pretrained(
         hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]

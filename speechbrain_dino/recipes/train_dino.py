@@ -37,11 +37,7 @@ def dataio_prep(hparams):
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv",))
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     train_data = dataio_prep(hparams)
     if hparams.get("valid_csv") and hparams.get("valid_trials"):
         hparams["validator"] = TrialValidator(
@@ -51,9 +47,7 @@ def main(argv):
             resample=hparams["resample"],
             replacements=data_replacements(hparams),
         )
-    architecture = Architecture(
-        hparams["encoder_class"], hparams["encoder_kwargs"], hparams["fbank_kwargs"], hparams["sample_rate"]
-    )
+    architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module)
     metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
     fit_and_export(hparams, run_opts, train_data, architecture, metadata)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, Dict, NamedTuple
 
 import torch
 
@@ -21,6 +21,13 @@ def set_lr_and_weight_decay(optimizer: torch.optim.Optimizer, lr: float, weight_
     for group in optimizer.param_groups:
         group["lr"] = lr
         group["weight_decay"] = weight_decay if group.get(APPLY_WEIGHT_DECAY, True) else 0.0
+
+
+def epochs_to_steps(steps_per_epoch: int, **epochs: float) -> Dict[str, int]:
+    """``{"warmup_epochs": 1.5}`` -> ``{"warmup_steps": round(1.5 * steps_per_epoch)}``."""
+    return {
+        name[: -len("_epochs")] + "_steps": round(count * steps_per_epoch) for name, count in epochs.items()
+    }
 
 
 def linear_warmup(step: int, start: float, end: float, warmup_steps: int) -> float:
@@ -66,8 +73,23 @@ class ScheduleValues(NamedTuple):
     freeze_last_layer: bool
 
 
+class StepSchedule:
+    """A schedule of the global optimiser step, built from epoch counts by :meth:`from_epochs`."""
+
+    #: The ``*_epochs`` arguments of :meth:`from_epochs` and their defaults; each sets the
+    #: ``*_steps`` field of the same name.
+    EPOCH_DEFAULTS: ClassVar[Dict[str, float]] = {}
+
+    @classmethod
+    def from_epochs(cls, epochs: int, steps_per_epoch: int, **values: float) -> "StepSchedule":
+        """The schedule of ``epochs`` epochs of ``steps_per_epoch`` steps; ``*_epochs`` counts
+        (see :attr:`EPOCH_DEFAULTS`) become step counts, other ``values`` are passed as they are."""
+        counts = {name: values.pop(name, default) for name, default in cls.EPOCH_DEFAULTS.items()}
+        return cls(total_steps=epochs * steps_per_epoch, **epochs_to_steps(steps_per_epoch, **counts), **values)
+
+
 @dataclass(frozen=True)
-class DINOSchedule:
+class DINOSchedule(StepSchedule):
     """LR, weight decay, teacher momentum and temperature, last-layer freezing, by global step.
 
     Arguments
@@ -94,6 +116,8 @@ class DINOSchedule:
         Steps during which the head's last layer gets no update. Paper: the first epoch.
     """
 
+    EPOCH_DEFAULTS = {"warmup_epochs": 10, "freeze_last_layer_epochs": 1, "teacher_temperature_warmup_epochs": 0}
+
     total_steps: int
     base_lr: float = 0.005 * 96 / 256
     final_lr: float = 1e-6
@@ -106,25 +130,6 @@ class DINOSchedule:
     final_teacher_temperature: float = 0.04
     teacher_temperature_warmup_steps: int = 0
     freeze_last_layer_steps: int = 0
-
-    @classmethod
-    def from_epochs(
-        cls,
-        epochs: int,
-        steps_per_epoch: int,
-        warmup_epochs: float = 10,
-        freeze_last_layer_epochs: float = 1,
-        teacher_temperature_warmup_epochs: float = 0,
-        **values: float,
-    ) -> "DINOSchedule":
-        """Builds the schedule from epoch counts (paper: 70 epochs, 10 warm-up, 1 frozen)."""
-        return cls(
-            total_steps=epochs * steps_per_epoch,
-            warmup_steps=round(warmup_epochs * steps_per_epoch),
-            freeze_last_layer_steps=round(freeze_last_layer_epochs * steps_per_epoch),
-            teacher_temperature_warmup_steps=round(teacher_temperature_warmup_epochs * steps_per_epoch),
-            **values,
-        )
 
     def values(self, step: int) -> ScheduleValues:
         """All scheduled quantities at global optimiser step ``step`` (0-based)."""
@@ -162,7 +167,7 @@ class FineTuneValues(NamedTuple):
 
 
 @dataclass(frozen=True)
-class FineTuneSchedule:
+class FineTuneSchedule(StepSchedule):
     """Two-phase AAM-softmax fine-tuning on pseudo-labels (the authors' recipe, ``docs/method.md``).
 
     Phase 1 (``frozen_steps``): only the embedding layer and the classifier learn (the backbone's
@@ -182,6 +187,8 @@ class FineTuneSchedule:
         AAM margin after warm-up. Paper: 0.2 (scale 30 is set on the loss).
     """
 
+    EPOCH_DEFAULTS = {"frozen_epochs": 0, "warmup_epochs": 0, "margin_warmup_epochs": 0}
+
     total_steps: int
     frozen_steps: int = 0
     head_lr: float = 0.002
@@ -192,24 +199,9 @@ class FineTuneSchedule:
     margin: float = 0.2
     margin_warmup_steps: int = 0
 
-    @classmethod
-    def from_epochs(
-        cls,
-        epochs: int,
-        steps_per_epoch: int,
-        frozen_epochs: float = 0,
-        warmup_epochs: float = 0,
-        margin_warmup_epochs: float = 0,
-        **values: float,
-    ) -> "FineTuneSchedule":
-        """Builds the schedule from epoch counts."""
-        return cls(
-            total_steps=epochs * steps_per_epoch,
-            frozen_steps=min(round(frozen_epochs * steps_per_epoch), epochs * steps_per_epoch),
-            warmup_steps=round(warmup_epochs * steps_per_epoch),
-            margin_warmup_steps=round(margin_warmup_epochs * steps_per_epoch),
-            **values,
-        )
+    def __post_init__(self) -> None:
+        """The frozen phase lasts at most the whole run."""
+        object.__setattr__(self, "frozen_steps", min(self.frozen_steps, self.total_steps))
 
     def values(self, step: int) -> FineTuneValues:
         """All scheduled quantities at global optimiser step ``step`` (0-based)."""

@@ -27,6 +27,7 @@ class AAMBrain(EncoderBrain):
     """
 
     trained_module_names = ["embedding_model", "classifier"]
+    exported_module = "embedding_model"
     logged_schedule_values = ["lr", "weight_decay", "margin"]
     schedule_class = FineTuneSchedule
 
@@ -108,7 +109,3 @@ class AAMBrain(EncoderBrain):
         if self.current is not None and self.current.backbone_frozen:
             for parameter in self.backbone_parameters():
                 parameter.grad = None
-
-    def exported_encoder(self) -> nn.Module:
-        """The fine-tuned encoder."""
-        return unwrap_parallel(self.modules.embedding_model)

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.training.epoch_stats import EpochAverages
-from speechbrain_dino.training.parameters import param_groups_for_weight_decay
+from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
 from speechbrain_dino.training.rng import decorrelate_ranks
 from speechbrain_dino.training.schedules import DINOSchedule
 
@@ -49,11 +49,13 @@ class EncoderBrain(sb.Brain):
     Expected ``hparams``: ``schedule`` (``DINOSchedule`` arguments, see :meth:`build_schedule`),
     ``number_of_epochs``, ``train_logger``, and optionally ``validator``
     (:class:`~speechbrain_dino.verification.validation.TrialValidator`), ``ckpts_to_keep``.
-    Subclasses define :attr:`trained_module_names` and :meth:`exported_encoder`.
+    Subclasses define :attr:`trained_module_names` and :attr:`exported_module`.
     """
 
     #: Modules whose parameters the optimiser updates.
     trained_module_names: List[str] = []
+    #: The module whose embeddings this training produces (exported, validated).
+    exported_module: str = ""
     #: Schedule values written to the epoch log.
     logged_schedule_values: List[str] = ["lr", "weight_decay"]
     #: Per-step schedule, built from ``hparams.schedule`` with ``from_epochs``.
@@ -224,8 +226,9 @@ class EncoderBrain(sb.Brain):
 
     # ---------------------------------------------------------------- export
     def exported_encoder(self) -> nn.Module:
-        """The encoder whose embeddings this training produces (unwrapped from DDP)."""
-        raise NotImplementedError
+        """The encoder whose embeddings this training produces (:attr:`exported_module`, unwrapped
+        from DDP)."""
+        return unwrap_parallel(self.modules[self.exported_module])
 
     def export(self, folder: str, architecture: Architecture, metadata: Optional[dict] = None) -> str:
         """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``.

@@ -6,7 +6,6 @@ from typing import Dict
 
 import speechbrain as sb
 import torch
-from torch import nn
 
 from speechbrain_dino.training.brains.base import embedding_spread
 from speechbrain_dino.training.brains.multicrop import MultiCropBrain
@@ -32,6 +31,7 @@ class DINOBrain(MultiCropBrain):
     """
 
     trained_module_names = ["student", "student_head"]
+    exported_module = "teacher"  # the teacher backbone: the paper evaluates it
     logged_schedule_values = ["lr", "weight_decay", "teacher_momentum", "teacher_temperature"]
 
     def on_fit_start(self) -> None:
@@ -83,10 +83,6 @@ class DINOBrain(MultiCropBrain):
             logger.warning("epoch %s: %s", epoch, message)
             self.hparams.train_logger.log_stats({"epoch": epoch, "WARNING": message})
 
-    def exported_encoder(self) -> nn.Module:
-        """The teacher backbone (the paper evaluates it)."""
-        return unwrap_parallel(self.modules.teacher)
-
 
 class ContrastiveBrain(MultiCropBrain):
     """Contrastive baseline (NT-Xent, SimCLR-style) on the same crops, augmentation and encoder.
@@ -97,6 +93,7 @@ class ContrastiveBrain(MultiCropBrain):
     """
 
     trained_module_names = ["student", "projection_head"]
+    exported_module = "student"
 
     def compute_forward(self, batch, stage):
         """Crops -> (projections ``[V*B, P]``, embeddings, number of views V)."""
@@ -111,7 +108,3 @@ class ContrastiveBrain(MultiCropBrain):
         if stage == sb.Stage.TRAIN:
             self.record({"embedding_spread": embedding_spread(embeddings.detach())})
         return self.modules.contrastive_loss(projections, n_views)
-
-    def exported_encoder(self) -> nn.Module:
-        """The trained encoder."""
-        return unwrap_parallel(self.modules.student)
