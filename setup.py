@@ -10,8 +10,10 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["speechbrain_dino", "speechbrain_dino.*"]),
-    package_data={"speechbrain_dino": ["hparams/*.yaml", "hparams/demo/*.yaml"]},
+    # the repository's top-level hparams/ ships inside the package as speechbrain_dino/hparams/
+    packages=find_packages(include=["speechbrain_dino", "speechbrain_dino.*"]) + ["speechbrain_dino.hparams"],
+    package_dir={"speechbrain_dino.hparams": "hparams"},
+    package_data={"speechbrain_dino.hparams": ["*.yaml", "demo/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "speechbrain>=1.1,<1.2",

@@ -4,7 +4,7 @@
     python bench/extraction_speed.py [--limit 480] [--channels 512]
 
 Both paths use the same exported encoder (random weights: speed and agreement do not depend on
-training) on RAVDESS utterances from ../shared/data; reports wall time of each, the speed-up and
+training) on RAVDESS utterances from the benchmark data folder; reports wall time of each, the speed-up and
 the agreement of the embeddings (cosine).
 """
 from __future__ import annotations

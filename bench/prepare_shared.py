@@ -1,11 +1,12 @@
-"""Benchmark: data preparation on the real recordings in ../shared/data.
+"""Benchmark: data preparation on the real recordings of the benchmark data folder
+($SBDINO_SHARED_DATA; see bench/common.py).
 
 Prepares RAVDESS (expects 1440 utterances, 24 speakers, 8 emotions) and librispeech_251 both as a
 LibriSpeech folder and as a plain folder with a speaker regex (expects 251 utterances, 251
 speakers), asserts those counts, prints a Markdown table and writes it to
 ``bench/results/prepare_shared.md``. Manifests go to a temporary folder, so every run scans afresh.
 
-    python bench/prepare_shared.py [--data_root ../shared/data] [--output FILE]
+    python bench/prepare_shared.py [--data_root DATA] [--output FILE]
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as fout:
         fout.write(
-            f"Data preparation on ../shared/data ({os.cpu_count()} CPU cores, headers only)\n\n"
+            f"Data preparation on the benchmark data ({os.cpu_count()} CPU cores, headers only)\n\n"
             + table
         )
 

@@ -3,7 +3,7 @@
 
     python bench/run_all.py [--budget 5] [--output_folder bench/work/study] [--gpu]
 
-On ../shared/data (see bench/study_data.py for the sets):
+On the benchmark data folder ($SBDINO_SHARED_DATA; see bench/study_data.py for the sets):
 
 1. Speed and scale, first, on a quiet machine: data preparation; a DINO step against a plain
    forward + backward on the same crops, and data-loading headroom; batched extraction against

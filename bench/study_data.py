@@ -1,6 +1,6 @@
 """The real-speech study's data: a pretraining pool and three evaluation sets, speaker-disjoint.
 
-From ../shared/data (read-only; derived files go to the study's own folder):
+From the benchmark data folder (read-only; derived files go to the study's own folder):
 
 - ``pretrain.csv``: RAVDESS actors 1-16 + the LibriSpeech speakers not held out. Pretraining and
   pseudo-labelling read only ``wav``/``duration``; the true ``spk_id`` is kept for the NMI report and

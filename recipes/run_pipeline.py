@@ -3,7 +3,7 @@
 
 Runs :mod:`speechbrain_dino.recipes.run_pipeline` (its docstring has the usage), the same as
 ``python -m speechbrain_dino.recipes.run_pipeline ...``, which works wherever the package is installed.
-``hparams/...`` names the YAMLs shipped in ``speechbrain_dino/hparams/``.
+``hparams/...`` names the project's YAMLs (the repository's ``hparams/``, shipped in the package).
 """
 import sys
 

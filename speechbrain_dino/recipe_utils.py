@@ -5,9 +5,10 @@ Recipes stay SpeechBrain-shaped (``parse_arguments`` -> ``ddp_init_group`` -> ``
 SpeechBrain copies the calling file into the experiment folder), but a bad hparams file, a bad
 override or bad data ends in one ``error: ...`` line and exit status 2 instead of a traceback.
 
-Hparams files ship inside the package (``speechbrain_dino/hparams/``): a path ``hparams/X.yaml``
-that does not exist relative to the current folder names the packaged ``X.yaml``, so the README's
-commands work from any folder and with a non-editable install.
+Hparams files live in the repository's top-level ``hparams/`` and ship inside the package
+(``speechbrain_dino/hparams/``) when it is installed: a path ``hparams/X.yaml`` that does not exist
+relative to the current folder names the project's ``X.yaml``, so the README's commands work from
+any folder and with a non-editable install.
 
 A **preset** is a YAML file whose ``extends:`` key names another hparams file (relative to the
 preset's folder) and whose other keys are overrides of it, e.g. ``hparams/demo/dino_ecapa.yaml``
@@ -38,8 +39,18 @@ from speechbrain_dino.export import Architecture
 
 logger = logging.getLogger(__name__)
 
-#: The hparams files shipped with the package: paper-scale YAMLs and ``demo/`` presets.
-HPARAMS_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hparams")
+
+
+def _hparams_folder() -> str:
+    """The project's hparams folder: the repository's ``hparams/`` in a checkout (or an editable
+    install), ``speechbrain_dino/hparams/`` where ``pip install .`` copied it (see ``setup.py``)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "hparams")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "hparams")
+
+
+#: The project's hparams files: paper-scale YAMLs and ``demo/`` presets.
+HPARAMS_FOLDER = _hparams_folder()
 #: The key of a preset that names the hparams file it overrides.
 PRESET_BASE_KEY = "extends"
 
@@ -101,7 +112,7 @@ def find_hparams(path: PathLike) -> str:
         packaged = os.path.join(HPARAMS_FOLDER, *parts[1:])
         if os.path.isfile(packaged):
             return packaged
-    raise DataError(f"hparams file not found, here or among the packaged ones ({HPARAMS_FOLDER})", path)
+    raise DataError(f"hparams file not found, here or among the project's ({HPARAMS_FOLDER})", path)
 
 
 def _read_yaml(path: str) -> Any:

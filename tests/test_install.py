@@ -8,7 +8,6 @@ working directory.
 import json
 import os
 import shutil
-import site
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ import textwrap
 from dino_setup import TINY_OVERRIDES, tone_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_FOLDERS = ("site-packages", "dist-packages")
 
 STAGE = """
 import json, sys
@@ -35,8 +35,8 @@ def run(command, **kwargs):
 
 def test_a_wheel_install_runs_a_pipeline_stage_outside_the_repository(tmp_path):
     source = tmp_path / "source"  # a copy, so that building leaves the repository untouched
-    shutil.copytree(os.path.join(REPO, "speechbrain_dino"), source / "speechbrain_dino",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("speechbrain_dino", "hparams"):
+        shutil.copytree(os.path.join(REPO, folder), source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("setup.py", "README.md"):
         shutil.copy(os.path.join(REPO, name), source / name)
     wheels = tmp_path / "wheels"
@@ -48,7 +48,8 @@ def test_a_wheel_install_runs_a_pipeline_stage_outside_the_repository(tmp_path):
     python = str(venv / "bin" / "python")
     purelib = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
     with open(os.path.join(purelib, "project_environment.pth"), "w", encoding="utf-8") as fout:
-        fout.write("\n".join(site.getsitepackages()) + "\n")  # dependencies only: no .pth of theirs runs
+        # this environment's packages as dependencies (their own .pth files do not run: no editable install)
+        fout.write("\n".join(path for path in sys.path if os.path.basename(path) in PACKAGE_FOLDERS) + "\n")
     run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", str(wheel)])
 
     elsewhere = tmp_path / "elsewhere"

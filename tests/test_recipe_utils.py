@@ -28,7 +28,7 @@ def test_worker_data_errors_reduce_to_their_own_message(tmp_path):
 
 
 
-def test_hparams_paths_name_the_packaged_yamls_from_any_folder(tmp_path, monkeypatch):
+def test_hparams_paths_name_the_project_yamls_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert find_hparams("hparams/demo/dino_ecapa.yaml") == os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml")
     (tmp_path / "hparams").mkdir()
@@ -59,7 +59,7 @@ def test_the_demo_dino_yaml_ties_its_values_and_exports_what_it_builds():
     overrides = {"train_csv": "x.csv", "output_folder": "out", "embedding_dim": 48, "n_global_crops": 3,
                  "student": {"channels": [32, 32, 32, 32, 96]}, "student_head": {"hidden_size": 64}}
     hparams_file, resolved, hparams = load_hparams("hparams/demo/dino_ecapa.yaml", overrides)
-    assert hparams_file == os.path.join(HPARAMS_FOLDER, "dino_ecapa.yaml")  # the preset's base
+    assert os.path.samefile(hparams_file, os.path.join(HPARAMS_FOLDER, "dino_ecapa.yaml"))  # the preset's base
     assert hparams["student_head"].mlp[0].in_features == 48 and hparams["teacher_head"].mlp[2].in_features == 64
     assert hparams["crops"].n_global == hparams["dino_loss"].n_global_crops == 3
     assert hparams["teacher"] is not hparams["student"]  # !copy: a second encoder of the same architecture
