@@ -294,6 +294,27 @@ def load_pretrained_encoder(folder: PathLike) -> Tuple[nn.Module, Architecture]:
     return encoder, architecture
 
 
+def load_encoder_weights(encoder: nn.Module, folder: PathLike) -> None:
+    """Copies the weights of the exported encoder in ``folder`` into ``encoder`` (a warm start).
+
+    Raises
+    ------
+    DataError
+        ``folder`` is not an export of this project, or its encoder has another architecture.
+    """
+    source, _ = load_pretrained_encoder(folder)
+    source_shapes = {name: tuple(value.shape) for name, value in source.state_dict().items()}
+    target_shapes = {name: tuple(value.shape) for name, value in encoder.state_dict().items()}
+    if source_shapes != target_shapes:
+        differing = sorted(set(source_shapes.items()) ^ set(target_shapes.items()))[:3]
+        raise DataError(
+            f"holds an encoder of another architecture than this run's (first differences: "
+            f"{differing}): use the same encoder settings",
+            folder,
+        )
+    encoder.load_state_dict(source.state_dict())
+
+
 def export_random_init(like: PathLike, folder: PathLike, seed: int = 0) -> str:
     """Exports an untrained encoder of the same architecture as ``like`` (a baseline system)."""
     architecture = read_architecture(like)

@@ -3,6 +3,7 @@ alignment, folder mode on fabricated MUSAN / RIRS_NOISES trees, and folder error
 from __future__ import annotations
 
 import os
+from typing import List
 
 import numpy as np
 import pytest
@@ -240,3 +241,29 @@ def test_folders_without_audio_are_named(tmp_path):
     with pytest.raises(DataError, match="no room impulse responses") as error:
         SpeechAugment(rir_folder=str(empty))
     assert error.value.path == str(empty)
+
+
+def interferer_sets(babble: torch.Tensor, unit_rows: torch.Tensor) -> List[set]:
+    """For each babble row, the set of batch rows found in it (projection ~1)."""
+    weights = (babble @ unit_rows.T) / unit_rows.shape[1] ** 0.5
+    return [set(torch.nonzero(row > 0.5).flatten().tolist()) for row in weights]
+
+
+def test_independent_babble_gives_views_of_one_utterance_different_interferers():
+    torch.manual_seed(5)
+    batch, views = 16, 2
+    wavs = torch.randn(batch * views, 20000)
+    unit_rows = wavs / wavs.norm(dim=1, keepdim=True)
+    utterance_ids = torch.arange(batch * views) % batch
+    rows = torch.arange(batch * views)
+    n_talkers = torch.full((batch * views,), 3)
+
+    def overlap(independent: bool) -> float:
+        talkers = interferer_sets(batch_babble(wavs, rows, n_talkers, utterance_ids, independent), unit_rows)
+        utterances = [{int(utterance_ids[t]) for t in found} for found in talkers]
+        shared = [len(utterances[u] & utterances[u + batch]) / 3 for u in range(batch)]
+        assert all(int(utterance_ids[t]) != u % batch for u, found in enumerate(talkers) for t in found)
+        return sum(shared) / batch
+
+    assert overlap(independent=False) == pytest.approx(1.0)  # the shortcut: same interferers
+    assert overlap(independent=True) < 0.5

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -29,6 +30,10 @@ def shared_data(tmp_path, tone_writer):
     for index, speaker in enumerate((19, 26, 27, 32, 39, 40, 60, 78)):
         seconds = 2.0 if speaker == 26 else 4.5  # 26 is too short to split: never held out
         tone_writer(str(root / "librispeech_251" / f"{speaker}-100-0001.flac"), seconds, seed=index)
+    for index in range(12):  # speechocean762: 12 speakers x 2 utterances
+        for utterance in range(2):
+            tone_writer(str(root / "speechocean762_train" / f"{index:04d}" / f"{index:04d}-{utterance:03d}.flac"),
+                        0.5, seed=100 + 2 * index + utterance)
     return root
 
 
@@ -36,7 +41,12 @@ def test_evaluation_sets_are_disjoint_from_pretraining(shared_data, tmp_path):
     data = prepare_study_data(str(shared_data), str(tmp_path / "study"))
     pretrain = read_manifest(data.pretrain_csv)
     speakers = {row["spk_id"] for row in pretrain}
-    assert speakers == {"15", "16", "ls26", "ls27", "ls32", "ls39", "ls60", "ls78"}
+    # speechocean762: every 5th speaker (0, 5, 10) is a test speaker, every 6th of the others
+    # from the second (2, 9) a development speaker; the 7 others are in the pool
+    assert speakers == {"15", "16", "ls26", "ls27", "ls32", "ls39", "ls60", "ls78",
+                        *(f"so{index:04d}" for index in (1, 3, 4, 6, 7, 8, 11))}
+    assert {row["spk_id"] for row in read_manifest(data.speechocean_test_csv)} == {"so0000", "so0005", "so0010"}
+    assert {row["spk_id"] for row in read_manifest(data.dev_csv)} == {"so0002", "so0009"}
     # every 4th splittable reader, sorted by id (ls19 ls27 ls32 ls39 ls40 ...), is held out
     halves = read_manifest(data.librispeech_test_csv)
     assert [row["ID"] for row in halves] == ["19-100-0001_a", "19-100-0001_b", "40-100-0001_a", "40-100-0001_b"]
@@ -50,7 +60,7 @@ def test_evaluation_sets_are_disjoint_from_pretraining(shared_data, tmp_path):
     for enrol, test in targets:
         assert enrol.split("-")[2] != test.split("-")[2] and enrol.split("-")[4] != test.split("-")[4]
     assert len(targets) == 2 * 3
-    assert data.eval_speakers == {"17", "18", "ls19", "ls40"}
+    assert data.eval_speakers == {"17", "18", "ls19", "ls40", "so0000", "so0005", "so0010", "so0002", "so0009"}
 
 
 def test_a_leak_into_training_data_is_caught(shared_data, tmp_path):
@@ -83,3 +93,19 @@ def test_generated_blocks_replace_only_themselves():
     text = replace_block(text, "c", "fresh")
     assert text.endswith("<!-- run_all:c -->\nfresh\n<!-- /run_all:c -->\n")
     assert replace_block(text, "a", "new a") == text  # idempotent
+
+
+def test_objectives_study_reads_learning_curves_and_names_folders(tmp_path):
+    from objectives import SYSTEMS, WARM_STARTS, learning_curve, slug
+
+    log = tmp_path / "train_log.txt"
+    log.write_text(
+        "epoch: 1, steps: 61, lr: 1e-3 - train loss: 5.1 - valid EER: 16.5, valid minDCF_0.01: 0.9\n"
+        "epoch: 2, steps: 122, lr: 1e-3 - train loss: 4.2\n"  # an epoch without validation
+        "epoch: 3, steps: 183, lr: 1e-3 - train loss: 3.9 - valid EER: 14.25, valid minDCF_0.01: 0.8\n"
+    )
+    assert learning_curve(str(log)) == [(61, 16.5), (183, 14.25)]
+    folders = [slug(name) for name in [*SYSTEMS, *WARM_STARTS]]
+    assert len(set(folders)) == len(folders) and all(re.fullmatch(r"[a-z0-9_]+", f) for f in folders)
+    for first, second in WARM_STARTS.values():
+        assert first in SYSTEMS and second in SYSTEMS

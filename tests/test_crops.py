@@ -169,3 +169,34 @@ def test_pipeline_batches_through_dynamic_item_dataset_and_padded_batch(tmp_path
     assert torch.equal(global_lengths, torch.ones(3)) and torch.equal(local_lengths, torch.ones(3))
     assert batch.n_padded_crops.tolist() == [0, 6, 0]
     assert os.path.basename(data[batch.id[1]]["wav"]) == "b.wav"
+
+
+def test_spread_global_crops_never_overlap_when_the_utterance_holds_them():
+    generator = torch.Generator().manual_seed(3)
+    signal = torch.arange(1, 5001, dtype=torch.float32)
+    for _ in range(200):
+        spread, padded = crops.sample_spread_crops(signal, 1000, 3, generator)
+        starts = sorted(int(crop[0]) - 1 for crop in spread)
+        assert padded == 0 and all(b - a >= 1000 for a, b in zip(starts, starts[1:]))
+        assert all(torch.equal(crop, torch.arange(crop[0], crop[0] + 1000)) for crop in spread)
+    # shorter than two crops: the largest equal gap the signal allows
+    short = torch.arange(1, 1501, dtype=torch.float32)
+    gaps = []
+    for _ in range(50):
+        spread, _ = crops.sample_spread_crops(short, 1000, 2, generator)
+        gaps.append(abs(int(spread[0, 0]) - int(spread[1, 0])))
+    assert min(gaps) == 500
+    independent = [abs(int(c[0, 0]) - int(c[1, 0])) for c in (sample_crops(short, 1000, 2, generator)[0] for _ in range(50))]
+    assert min(independent) < 500
+
+
+def test_whole_utterance_window_reads_crops_from_everywhere(tmp_path):
+    path = write_ramp(str(tmp_path / "long.wav"), 10.0)
+    spec = MultiCropSpec(n_global=2, global_seconds=1.0, n_local=0, local_seconds=0.5, window_factor=None)
+    torch.manual_seed(0)
+    offsets = []
+    for _ in range(40):
+        global_crops, _, _ = run_pipeline(multicrop_pipeline(spec), path, 10.0, MULTICROP_KEYS)
+        offsets += [assert_contiguous_in_file(crop, 10 * SAMPLE_RATE) for crop in global_crops]
+    pair_spans = [abs(a - b) for a, b in zip(offsets[::2], offsets[1::2])]
+    assert max(pair_spans) > 3 * SAMPLE_RATE  # a 3 s window (window_factor 3) could not do this

@@ -29,11 +29,13 @@ SMALL_DINO = [
     "--student_head={hidden_size: 256, bottleneck_size: 64}",
     "--crops={global_seconds: 1.5, local_seconds: 0.75}",
     "--batch_size=16",
-    "--number_of_epochs=10",
+    "--number_of_epochs=20",
     "--noprogressbar",
 ]
 # Fine-tuning first disturbs the DINO embedding, then improves on it: on this corpus held-out EER
-# went 42.1% (DINO) -> 46.1% after 6 AAM epochs -> 40.0% after 15 -> 35.1% after 20.
+# went 42.1% (a 10-epoch DINO run, babble shared by the views) -> 46.1% after 6 AAM epochs -> 40.0%
+# after 15 -> 35.1% after 20. With independent babble per crop DINO needs 20 epochs here (39.9%;
+# 44.4% after 10, no better than the untrained encoder).
 SMALL_AAM = [
     "--crop_seconds=1.5",
     "--batch_size=16",
@@ -72,7 +74,7 @@ def trained(tmp_path_factory):
 def test_dino_loss_falls_without_collapse_and_beats_random_init(trained):
     log = (trained["folder"] / "dino" / "train_log.txt").read_text()
     losses = [float(value) for value in re.findall(r"train loss: ([0-9.]+)", log)]
-    assert len(losses) == 10
+    assert len(losses) == 20
     assert np.mean(losses[-3:]) < losses[0] - 0.3, losses
     assert "WARNING" not in log, log
     entropy = [float(v) for v in re.findall(r"train teacher_entropy: ([0-9.]+)", log)]

@@ -105,8 +105,8 @@ def test_collapse_diagnosis():
 
 def test_head_shapes_and_unit_norm_prototypes():
     head = DINOHead(input_size=6, hidden_size=16, bottleneck_size=4, n_prototypes=10)
-    assert head(torch.randn(3, 1, 6)).shape == (3, 10)
-    assert head(torch.randn(3, 6)).shape == (3, 10)
+    assert head(torch.randn(3, 1, 6)).logits.shape == (3, 10)
+    assert head(torch.randn(3, 6)).logits.shape == (3, 10)
     with pytest.raises(ValueError):
         head(torch.randn(3, 2, 6))
     magnitude = head.last_layer.parametrizations.weight.original0
@@ -132,7 +132,7 @@ def test_cancelled_last_layer_is_not_updated():
     optimizer = torch.optim.AdamW(head.parameters(), lr=0.1, weight_decay=0.1)
     last_before = [p.detach().clone() for p in head.last_layer.parameters()]
     mlp_before = [p.detach().clone() for p in head.mlp.parameters()]
-    head(torch.randn(5, 4)).pow(2).sum().backward()
+    head(torch.randn(5, 4)).logits.pow(2).sum().backward()
     head.cancel_last_layer_gradients()
     assert all(p.grad is None for p in head.last_layer.parameters())
     optimizer.step()
@@ -258,8 +258,8 @@ def test_toy_dino_training_lowers_loss_without_collapse(one_thread):
         global_crops = torch.cat([utterances + 0.3 * torch.randn(batch, 8) for _ in range(2)])
         local_crops = torch.cat([utterances + 0.6 * torch.randn(batch, 8) for _ in range(2)])
         with torch.no_grad():
-            teacher_logits = teacher(global_crops)
-        student_logits = student(torch.cat([global_crops, local_crops]))
+            teacher_logits = teacher(global_crops).logits
+        student_logits = student(torch.cat([global_crops, local_crops])).logits
         output = loss_fn(student_logits, teacher_logits, values.teacher_temperature)
         optimizer.zero_grad()
         output.loss.backward()
@@ -273,4 +273,4 @@ def test_toy_dino_training_lowers_loss_without_collapse(one_thread):
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
     assert diagnose_collapse(output.stats, n_prototypes) is None
     with torch.no_grad():
-        assert len(set(teacher(centers).argmax(dim=1).tolist())) >= n_clusters // 2
+        assert len(set(teacher(centers).logits.argmax(dim=1).tolist())) >= n_clusters // 2

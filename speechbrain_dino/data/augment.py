@@ -61,6 +61,10 @@ class SpeechAugment(nn.Module):
         SNR range in dB per noise category; the category is uniform among those available.
     babble_talkers : (int, int)
         Range of talkers summed into babble (paper: 3-10 MUSAN speakers).
+    independent_babble : bool
+        In-batch babble (no ``speech/`` folder): every row draws its own interfering utterances
+        (default). False: one draw of talker shifts per call, shared by all views of an utterance
+        (a shortcut for view matching; kept for comparison).
     rt60, drr_db : (float, float)
         Ranges of the synthetic RIRs' reverberation time (s) and direct-to-reverberant ratio.
     gain_db : (float, float), optional
@@ -82,6 +86,7 @@ class SpeechAugment(nn.Module):
         music_snr: Sequence[float] = (3.0, 18.0),
         babble_snr: Sequence[float] = (3.0, 18.0),
         babble_talkers: Sequence[int] = (3, 10),
+        independent_babble: bool = True,
         rt60: Sequence[float] = (0.2, 0.8),
         drr_db: Sequence[float] = (0.0, 10.0),
         gain_db: Optional[Sequence[float]] = None,
@@ -96,6 +101,7 @@ class SpeechAugment(nn.Module):
         self.reverb_prob = reverb_prob
         self.snr_ranges = {"noise": noise_snr, "music": music_snr, "babble": babble_snr}
         self.babble_talkers = babble_talkers
+        self.independent_babble = independent_babble
         self.rt60 = rt60
         self.drr_db = drr_db
         self.gain_db = gain_db
@@ -208,7 +214,7 @@ class SpeechAugment(nn.Module):
             if "babble" in self.noise_pools:
                 pool = self.noise_pools["babble"]
                 return sum_talkers(lambda slot: pool.draw_tiled(count, frames, device), n_talkers)
-            return batch_babble(wavs, rows, n_talkers, utterance_ids)
+            return batch_babble(wavs, rows, n_talkers, utterance_ids, self.independent_babble)
         if category in self.noise_pools:
             return self.noise_pools[category].draw_tiled(count, frames, device)
         exponents = torch.tensor(NOISE_EXPONENTS, device=device)

@@ -37,9 +37,15 @@ class MultiCropSpec:
         Local crops (seen by the student only).
     sample_rate : int
         Rate of the crops, in Hz.
-    window_factor : float
+    window_factor : float, optional
         An utterance longer than ``window_factor`` global crops is read only in a random window of
-        that length, inside which all its crops are drawn (bounds the reading cost of long files).
+        that length, inside which all its crops are drawn (bounds the reading cost of long files,
+        but makes crops of a long utterance overlap more). None: the whole utterance is read and
+        crops are drawn from all of it.
+    spread_global : bool
+        Place the global crops apart: without overlap when the utterance holds ``n_global`` of
+        them, otherwise with the largest equal gap it allows (False: independent uniform
+        positions, as in the paper).
     """
 
     n_global: int = 2
@@ -47,7 +53,8 @@ class MultiCropSpec:
     n_local: int = 4
     local_seconds: float = 2.0
     sample_rate: int = 16000
-    window_factor: float = 3.0
+    window_factor: Optional[float] = 3.0
+    spread_global: bool = False
 
     @property
     def global_frames(self) -> int:
@@ -176,6 +183,40 @@ def sample_crops(
     return crops, count if padded else 0
 
 
+def sample_spread_crops(
+    signal: torch.Tensor,
+    crop_frames: int,
+    count: int,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, int]:
+    """Like :func:`sample_crops`, but consecutive crops start at least a gap apart.
+
+    With ``W`` samples and ``C`` crops of ``L``, the gap is ``g = min(L, (W - L) // (C - 1))``:
+    sorted offsets ``u_(k) + k g`` with ``u`` uniform in ``[0, W - L - (C - 1) g]`` are a uniform
+    draw among placements whose neighbours start ``g`` apart, so the crops never overlap when
+    ``W >= C L``. The crops are returned in random order. A signal shorter than ``L`` is tiled
+    as in :func:`sample_crops`.
+
+    Returns
+    -------
+    crops : torch.Tensor
+        ``[C, L]``.
+    n_padded : int
+        ``C`` when the signal had to be tiled, else 0.
+    """
+    available = signal.shape[0]
+    if count < 2 or available < crop_frames:
+        return sample_crops(signal, crop_frames, count, generator)
+    gap = min(crop_frames, (available - crop_frames) // (count - 1))
+    free = available - crop_frames - (count - 1) * gap
+    starts = torch.randint(free + 1, (count,), generator=generator).sort().values
+    offsets = starts + gap * torch.arange(count)
+    offsets = offsets[torch.randperm(count, generator=generator)]
+    rows = torch.zeros(count, dtype=torch.long)
+    lengths = torch.full((count,), available, dtype=torch.long)
+    return circular_slices(signal.unsqueeze(0), lengths, offsets, crop_frames, rows), 0
+
+
 def multicrop_pipeline(
     spec: MultiCropSpec,
     resample: bool = False,
@@ -188,14 +229,19 @@ def multicrop_pipeline(
     ``[B, L, Tl]`` with relative lengths all 1, and ``n_padded_crops`` into a ``[B]`` int tensor.
     ``generator``: see the module docstring (leave None inside a DataLoader).
     """
-    window_frames = math.ceil(spec.window_factor * max(spec.global_frames, spec.local_frames))
+    if spec.window_factor is None:
+        window_frames = None
+    else:
+        window_frames = math.ceil(spec.window_factor * max(spec.global_frames, spec.local_frames))
+    sample_global = sample_spread_crops if spec.spread_global else sample_crops
 
     @takes("wav", "duration")
     @provides("global_crops", "local_crops", "n_padded_crops")
     def multicrop(wav: str, duration: float) -> Iterator[object]:
         num_frames = int(float(duration) * spec.sample_rate)
-        signal = read_window(wav, num_frames, window_frames, spec.sample_rate, resample, generator)
-        global_crops, global_padded = sample_crops(signal, spec.global_frames, spec.n_global, generator)
+        window = num_frames if window_frames is None else window_frames
+        signal = read_window(wav, num_frames, window, spec.sample_rate, resample, generator)
+        global_crops, global_padded = sample_global(signal, spec.global_frames, spec.n_global, generator)
         local_crops, local_padded = sample_crops(signal, spec.local_frames, spec.n_local, generator)
         yield global_crops
         yield local_crops

@@ -64,13 +64,18 @@ def batch_babble(
     rows: torch.Tensor,
     n_talkers: torch.Tensor,
     utterance_ids: Optional[torch.Tensor] = None,
+    independent: bool = True,
 ) -> torch.Tensor:
-    """Babble for ``wavs[rows]`` from other utterances of the batch.
+    """Babble for ``wavs[rows]`` from other rows of the batch.
 
-    Talker slot ``j`` of row ``i`` is ``wavs[(i - s_j) % N]`` with distinct random shifts
-    ``s_j`` in ``[1, N)``, so the talkers of a row are distinct rows other than itself. When
-    several rows are views of one utterance, ``utterance_ids`` silences the talkers that are the
-    row's own utterance. A batch of one yields silence.
+    ``independent`` (default): each row draws its own talkers, distinct rows whose utterance
+    differs from the row's own, uniformly at random. Two views of one utterance therefore hear
+    different interferers, so babble gives no shortcut for matching views.
+
+    ``independent=False`` (the behaviour of releases before 0.2): talker slot ``j`` of row ``i``
+    is ``wavs[(i - s_j) % N]`` with shifts ``s_j`` drawn once per call; with view-major rows every
+    view of an utterance then hears views of the *same* other utterances, and talkers that are
+    the row's own utterance are silenced.
 
     Arguments
     ---------
@@ -89,15 +94,34 @@ def batch_babble(
         ``[M, T]``.
     """
     batch = wavs.shape[0]
+    if utterance_ids is None:
+        utterance_ids = torch.arange(batch, device=wavs.device)
     if batch < 2:
         return torch.zeros(rows.shape[0], wavs.shape[1], device=wavs.device)
+    if independent:
+        return _independent_babble(wavs, rows, n_talkers, utterance_ids)
     shifts = torch.randperm(batch - 1, device=wavs.device) + 1
     n_talkers = n_talkers.clamp(max=batch - 1)
 
     def talker(slot: int) -> torch.Tensor:
         sources = (rows - shifts[slot]) % batch
-        if utterance_ids is None:
-            return wavs[sources]
         return wavs[sources] * (utterance_ids[sources] != utterance_ids[rows]).unsqueeze(1)
 
     return sum_talkers(talker, n_talkers)
+
+
+def _independent_babble(
+    wavs: torch.Tensor, rows: torch.Tensor, n_talkers: torch.Tensor, utterance_ids: torch.Tensor
+) -> torch.Tensor:
+    """Row ``m`` sums ``n_talkers[m]`` distinct random rows of other utterances (see batch_babble).
+
+    A random score per (row, candidate) with own-utterance candidates at -1; the top scores are
+    a uniform draw without replacement among the others.
+    """
+    other = utterance_ids[rows].unsqueeze(1) != utterance_ids.unsqueeze(0)  # [M, N]
+    n_talkers = torch.minimum(n_talkers, other.sum(1))
+    if int(n_talkers.max()) == 0:
+        return torch.zeros(rows.shape[0], wavs.shape[1], device=wavs.device)
+    scores = torch.rand(other.shape, device=wavs.device).masked_fill(~other, -1.0)
+    sources = scores.topk(int(n_talkers.max()), dim=1).indices  # [M, S]
+    return sum_talkers(lambda slot: wavs[sources[:, slot]], n_talkers)

@@ -20,8 +20,18 @@ from torch.nn.utils.parametrizations import weight_norm
 from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
 
 
+class HeadOutput(NamedTuple):
+    """What the head computes: ``logits`` ``[N, K]`` (cosines to the prototypes when the last
+    layer is normalised), ``bottleneck`` ``[N, P]`` (L2-normalised) and, for heads with an
+    expander, ``expander`` ``[N, E]`` (else None)."""
+
+    logits: torch.Tensor
+    bottleneck: torch.Tensor
+    expander: Optional[torch.Tensor]
+
+
 class DINOHead(nn.Module):
-    """MLP → bottleneck → L2 normalisation → weight-normalised linear to ``K`` prototypes.
+    """[BatchNorm] → MLP → [expander → linear] → bottleneck → L2 norm → weight-normalised prototypes.
 
     Arguments
     ---------
@@ -30,9 +40,16 @@ class DINOHead(nn.Module):
     hidden_size, bottleneck_size, n_prototypes, n_layers : int
         Paper: D → 2048 → 2048 → 256, K = 65536 (three Linear layers before the prototypes).
     use_bn : bool
-        BatchNorm1d after each hidden Linear (off in the paper; a remedy against collapse).
+        BatchNorm1d after each hidden Linear (off in the paper; on in wespeaker's and 3D-Speaker's
+        ECAPA recipes, a remedy against collapse).
     norm_last_layer : bool
         Fix the prototype magnitudes ``g`` at 1 (untrained), so the logits are cosines.
+    input_bn : bool
+        BatchNorm1d on the embedding before the MLP (wespeaker normalises the embedding this way).
+        Only the head sees it: the exported embedding is the backbone's.
+    expander_size : int, optional
+        RDINO's head: the MLP ends in an ``E``-dimensional expander (RDINO: 8192), followed by a
+        Linear to the bottleneck; the regulariser reads the expander (``HeadOutput.expander``).
 
     The prototype layer uses ``torch.nn.utils.parametrizations.weight_norm``: its parameters are
     ``last_layer.parametrizations.weight.original0`` (g, ``[K, 1]``) and ``...original1`` (v), and it
@@ -48,20 +65,29 @@ class DINOHead(nn.Module):
         n_layers: int = 3,
         use_bn: bool = False,
         norm_last_layer: bool = True,
+        input_bn: bool = False,
+        expander_size: Optional[int] = None,
     ) -> None:
         super().__init__()
-        self.mlp = build_mlp(input_size, hidden_size, bottleneck_size, n_layers, use_bn, nn.GELU)
-        self.mlp.apply(_init_linear)
+        self.input_norm = nn.BatchNorm1d(input_size) if input_bn else nn.Identity()
+        mlp_output = expander_size or bottleneck_size
+        self.mlp = build_mlp(input_size, hidden_size, mlp_output, n_layers, use_bn, nn.GELU)
+        self.expander_to_bottleneck = nn.Linear(expander_size, bottleneck_size) if expander_size else None
+        self.apply(_init_linear)
         self.last_layer = weight_norm(nn.Linear(bottleneck_size, n_prototypes, bias=False))
         magnitude = self.last_layer.parametrizations.weight.original0
         with torch.no_grad():
             magnitude.fill_(1.0)
         magnitude.requires_grad_(not norm_last_layer)
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``[B, D]`` or ``[B, 1, D]`` embeddings → ``[B, K]`` prototype logits."""
-        bottleneck = F.normalize(self.mlp(flatten_embeddings(embeddings)), dim=-1)
-        return self.last_layer(bottleneck)
+    def forward(self, embeddings: torch.Tensor) -> HeadOutput:
+        """``[N, D]`` or ``[N, 1, D]`` embeddings → prototype logits, bottleneck, expander."""
+        hidden = self.mlp(self.input_norm(flatten_embeddings(embeddings)))
+        expander = None
+        if self.expander_to_bottleneck is not None:
+            expander, hidden = hidden, self.expander_to_bottleneck(hidden)
+        bottleneck = F.normalize(hidden, dim=-1)
+        return HeadOutput(self.last_layer(bottleneck), bottleneck, expander)
 
     def cancel_last_layer_gradients(self) -> None:
         """Drops the prototype layer's gradients (call after backward while it is frozen).
@@ -97,18 +123,29 @@ class DINOLossOutput(NamedTuple):
 
 
 class DINOLoss(nn.Module):
-    """Cross-entropy between the centred, sharpened teacher and the student over crop pairs.
+    """Cross-entropy between the sharpened, balanced teacher and the student over crop pairs.
 
     Arguments
     ---------
     n_prototypes : int
         ``K``, the head's output size.
     n_global_crops : int
-        ``G``: crops seen by the teacher, also the first ``G`` student crops. Paper: 2.
+        ``G``: crops seen by the teacher. Paper: 2; SDPN: 1.
     student_temperature : float
         Paper: 0.1 (the teacher temperature is passed per step, see ``DINOSchedule``).
     center_momentum : float
         EMA momentum of the centre. Paper: 0.9.
+    targets : str
+        How the teacher's targets are kept from collapsing: ``"centering"`` (DINO: subtract the
+        centre, an EMA of the teacher logits, before the sharpened softmax) or ``"sinkhorn"``
+        (SDPN, after SwAV: the sharpened softmax balanced by Sinkhorn-Knopp so that every
+        prototype gets an equal share of the batch, see :func:`sinkhorn_knopp`).
+    sinkhorn_iterations : int
+        Sinkhorn-Knopp iterations (SDPN: 3).
+    student_sees_global : bool
+        True (DINO): the first ``G`` student views are the teacher's crops, and a student view is
+        never compared with the teacher's output on the same crop. False (SDPN): the student saw
+        other crops only, and every (teacher view, student view) pair counts.
 
     The centre ``[1, K]`` is a buffer, so it is part of ``state_dict`` (add the loss module to the
     checkpointer). :meth:`forward` does not move it: call :meth:`update_center` once per training
@@ -123,12 +160,20 @@ class DINOLoss(nn.Module):
         n_global_crops: int = 2,
         student_temperature: float = 0.1,
         center_momentum: float = 0.9,
+        targets: str = "centering",
+        sinkhorn_iterations: int = 3,
+        student_sees_global: bool = True,
     ) -> None:
         super().__init__()
+        if targets not in TARGET_METHODS:
+            raise ValueError(f"targets must be one of {TARGET_METHODS}, got {targets!r}")
         self.n_prototypes = n_prototypes
         self.n_global_crops = n_global_crops
         self.student_temperature = student_temperature
         self.center_momentum = center_momentum
+        self.targets = targets
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.student_sees_global = student_sees_global
         self.register_buffer("center", torch.zeros(1, n_prototypes))
 
     def forward(
@@ -139,7 +184,8 @@ class DINOLoss(nn.Module):
         Arguments
         ---------
         student_logits : torch.Tensor
-            ``[V * B, K]``, view-major, the first ``G`` views the global crops.
+            ``[V * B, K]``, view-major (with ``student_sees_global``, the first ``G`` views are
+            the teacher's crops).
         teacher_logits : torch.Tensor
             ``[G * B, K]``, view-major (no gradient flows into them).
         teacher_temperature : float
@@ -147,19 +193,27 @@ class DINOLoss(nn.Module):
         """
         n_views, batch_size = self._view_counts(student_logits, teacher_logits)
         n_global = self.n_global_crops
-        teacher_log_probs = F.log_softmax(
-            (teacher_logits.detach().float() - self.center) / teacher_temperature, dim=-1
-        )
-        teacher_probs = teacher_log_probs.exp()
+        teacher_probs = self.teacher_targets(teacher_logits, teacher_temperature)
         student_log_probs = F.log_softmax(student_logits.float() / self.student_temperature, dim=-1)
         pair_cross_entropy = -torch.einsum(
             "gbk,vbk->gv",
             teacher_probs.view(n_global, batch_size, -1),
             student_log_probs.view(n_views, batch_size, -1),
         ) / batch_size  # [G, V]
-        same_crop = torch.eye(n_global, n_views, dtype=torch.bool, device=student_logits.device)
-        loss = pair_cross_entropy.masked_fill(same_crop, 0.0).sum() / (n_global * (n_views - 1))
+        if self.student_sees_global:
+            same_crop = torch.eye(n_global, n_views, dtype=torch.bool, device=student_logits.device)
+            loss = pair_cross_entropy.masked_fill(same_crop, 0.0).sum() / (n_global * (n_views - 1))
+        else:
+            loss = pair_cross_entropy.mean()
         return DINOLossOutput(loss, self._statistics(teacher_probs, student_log_probs.detach()))
+
+    @torch.no_grad()
+    def teacher_targets(self, teacher_logits: torch.Tensor, teacher_temperature: float) -> torch.Tensor:
+        """``[G * B, K]`` target distributions from the teacher logits (see ``targets``)."""
+        logits = teacher_logits.detach().float()
+        if self.targets == "centering":
+            return F.softmax((logits - self.center) / teacher_temperature, dim=-1)
+        return sinkhorn_knopp(F.softmax(logits / teacher_temperature, dim=-1), self.sinkhorn_iterations)
 
     def _view_counts(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> Tuple[int, int]:
         """Checks the shapes; returns ``(V, B)``."""
@@ -171,10 +225,11 @@ class DINOLoss(nn.Module):
             )
         batch_size = teacher_rows // self.n_global_crops
         n_views = student_rows // batch_size
-        if student_rows % batch_size or n_views < max(2, self.n_global_crops):
+        least = max(2, self.n_global_crops) if self.student_sees_global else 1
+        if student_rows % batch_size or n_views < least:
             raise ValueError(
                 f"student_logits has {student_rows} rows; expected V * {batch_size} rows with "
-                f"V >= max(2, n_global_crops={self.n_global_crops}) views"
+                f"V >= {least} views"
             )
         return n_views, batch_size
 
@@ -206,6 +261,39 @@ class DINOLoss(nn.Module):
             dist.all_reduce(sum_and_count)
         batch_center = sum_and_count[:-1] / sum_and_count[-1]
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1.0 - self.center_momentum)
+
+
+TARGET_METHODS = ("centering", "sinkhorn")
+
+
+@torch.no_grad()
+def sinkhorn_knopp(probs: torch.Tensor, iterations: int = 3) -> torch.Tensor:
+    """Balances ``[N, K]`` assignment probabilities so every prototype gets mass ``N / K``.
+
+    Alternately rescales the prototype columns to equal totals and the rows to sum to one
+    (``iterations`` times; SwAV and SDPN use 3). After the last (row) step every row is a
+    distribution; the column totals approach ``N / K`` as the iterations grow. Under an
+    initialised ``torch.distributed`` group the column totals and ``N`` are summed over ranks, so
+    the balance is over the global batch.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[N, K]``, rows summing to 1.
+    """
+    distributed = dist.is_available() and dist.is_initialized()
+    assignments = probs.double()
+    rows = torch.tensor(float(assignments.shape[0]), dtype=torch.float64, device=probs.device)
+    if distributed:
+        dist.all_reduce(rows)
+    n_prototypes = assignments.shape[1]
+    for _ in range(iterations):
+        column_totals = assignments.sum(dim=0, keepdim=True)
+        if distributed:
+            dist.all_reduce(column_totals)
+        assignments = assignments / column_totals.clamp(min=1e-30) * (rows / n_prototypes)
+        assignments = assignments / assignments.sum(dim=1, keepdim=True)
+    return assignments.to(probs.dtype)
 
 
 def diagnose_collapse(

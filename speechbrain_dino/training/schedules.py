@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Dict, NamedTuple
+from typing import ClassVar, Dict, NamedTuple, Optional
 
 import torch
 
@@ -61,6 +61,18 @@ def cosine_schedule(
     cosine_steps = max(total_steps - warmup_steps, 1)
     progress = min(max(step - warmup_steps, 0) / cosine_steps, 1.0)
     return final_value + 0.5 * (base_value - final_value) * (1.0 + math.cos(math.pi * progress))
+
+
+def momentum_for_horizon(horizon_steps: float) -> float:
+    """EMA momentum ``m = 1 - 1 / h`` whose averaging horizon is ``h`` steps.
+
+    An EMA with momentum ``m`` weighs the update of ``k`` steps ago by ``(1 - m) m^k``: the mean age
+    of what it holds is ``m / (1 - m) ≈ h`` steps, and after ``h`` steps the initial value keeps
+    a weight ``m^h ≈ e^-1``.
+    """
+    if horizon_steps < 1:
+        raise ValueError(f"an EMA horizon must be at least one step, got {horizon_steps}")
+    return 1.0 - 1.0 / horizon_steps
 
 
 class ScheduleValues(NamedTuple):
@@ -130,6 +142,38 @@ class DINOSchedule(StepSchedule):
     final_teacher_temperature: float = 0.04
     teacher_temperature_warmup_steps: int = 0
     freeze_last_layer_steps: int = 0
+
+    @classmethod
+    def from_epochs(
+        cls,
+        epochs: int,
+        steps_per_epoch: int,
+        teacher_momentum_horizon_epochs: Optional[float] = None,
+        lr_per_256: Optional[float] = None,
+        global_batch_size: Optional[int] = None,
+        **values: float,
+    ) -> "DINOSchedule":
+        """:meth:`StepSchedule.from_epochs`, with two settings relative to the run:
+
+        - ``teacher_momentum_horizon_epochs``: the teacher's starting EMA momentum is
+          ``1 - 1 / (horizon_epochs * steps_per_epoch)``, so the teacher averages the students of
+          about that many epochs whatever the corpus and batch size (see
+          :func:`momentum_for_horizon`); it still rises to ``final_teacher_momentum``. The paper's
+          constant 0.996 is a horizon of 250 steps: a fraction of one VoxCeleb2 epoch, but most of
+          a short run on a small corpus.
+        - ``lr_per_256``: the linear scaling rule, ``base_lr = lr_per_256 * global_batch_size / 256``,
+          with ``global_batch_size`` the utterances per optimiser step over all processes
+          (per-process batch x world size x gradient accumulation). Paper: 0.005 per 256.
+        """
+        if teacher_momentum_horizon_epochs is not None:
+            values["teacher_momentum"] = momentum_for_horizon(teacher_momentum_horizon_epochs * steps_per_epoch)
+        if lr_per_256 is not None:
+            if not global_batch_size:
+                raise ValueError("lr_per_256 needs the global batch size")
+            values["base_lr"] = lr_per_256 * global_batch_size / 256
+        elif "base_lr" in values and values["base_lr"] is None:
+            raise ValueError("schedule: set lr_per_256 (the linear scaling rule) or base_lr")
+        return super().from_epochs(epochs, steps_per_epoch, **values)
 
     def values(self, step: int) -> ScheduleValues:
         """All scheduled quantities at global optimiser step ``step`` (0-based)."""
@@ -224,3 +268,59 @@ class FineTuneSchedule(StepSchedule):
         values = self.values(step)
         set_lr_and_weight_decay(optimizer, values.lr, values.weight_decay)
         return values
+
+
+@dataclass(frozen=True)
+class TermWeight:
+    """The weight of an auxiliary loss term over the run, from the fraction of the run done.
+
+    Relative to the run (not in epochs or steps), so a term behaves the same in a 5-minute run
+    and a 70-epoch one.
+
+    Arguments
+    ---------
+    weight : float
+        The weight after the warm-up.
+    start_weight : float, optional
+        Weight at step 0, ramped linearly to ``weight`` over the first ``warmup_fraction`` of the
+        run (None: no ramp). RDINO: 0.05 -> 0.2 over the first 10 of 70 epochs.
+    warmup_fraction : float
+        Length of that ramp, as a fraction of the run.
+    decay_fraction : float, optional
+        When set, the weight falls along half a cosine from ``weight`` (at the end of the warm-up)
+        to ``final_weight``, reached at this fraction of the run and kept after it: a term that
+        helps early and hands over to the main loss (e.g. a contrastive start).
+    final_weight : float
+        See ``decay_fraction``.
+    """
+
+    weight: float = 1.0
+    start_weight: Optional[float] = None
+    warmup_fraction: float = 0.0
+    decay_fraction: Optional[float] = None
+    final_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.warmup_fraction <= 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+        if self.decay_fraction is not None and not self.warmup_fraction <= self.decay_fraction <= 1.0:
+            raise ValueError(
+                f"decay_fraction must be in [warmup_fraction, 1], got {self.decay_fraction}"
+            )
+
+    @property
+    def always_zero(self) -> bool:
+        """True when the weight is 0 at every step (the term is switched off)."""
+        return self.weight == 0 and not self.start_weight and (self.decay_fraction is None or not self.final_weight)
+
+    def value(self, step: int, total_steps: int) -> float:
+        """The weight at optimiser step ``step`` of ``total_steps``."""
+        progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
+        if self.start_weight is not None and progress < self.warmup_fraction:
+            return self.start_weight + (self.weight - self.start_weight) * progress / self.warmup_fraction
+        if self.decay_fraction is None:
+            return self.weight
+        if progress >= self.decay_fraction:
+            return self.final_weight
+        decayed = max(progress - self.warmup_fraction, 0.0) / (self.decay_fraction - self.warmup_fraction)
+        return self.final_weight + 0.5 * (self.weight - self.final_weight) * (1.0 + math.cos(math.pi * decayed))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.training.brains.base import EncoderBrain, embedding_spread
+from speechbrain_dino.training.brains.base import EncoderBrain
 from speechbrain_dino.training.parameters import unwrap_parallel
 from speechbrain_dino.training.schedules import FineTuneSchedule
 
@@ -101,7 +101,7 @@ class AAMBrain(EncoderBrain):
         loss = self.hparams.aam_loss(cosines, targets, self.current.margin)
         if stage == sb.Stage.TRAIN:
             accuracy = (cosines.squeeze(1).argmax(dim=-1) == targets.view(-1)).float().mean()
-            self.record({"accuracy": accuracy, "embedding_spread": embedding_spread(embeddings.detach())})
+            self.record({"accuracy": accuracy}, embeddings)
         return loss
 
     def before_optimizer_step(self) -> None:

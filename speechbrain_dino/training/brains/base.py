@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
+from speechbrain_dino.training.rank_monitor import EffectiveRankMonitor
 from speechbrain_dino.training.rng import decorrelate_ranks
 from speechbrain_dino.training.schedules import DINOSchedule
 
@@ -67,8 +68,10 @@ class EncoderBrain(sb.Brain):
         self.schedule: Optional[DINOSchedule] = None
         self.current = None  # the schedule's values at the current step (a NamedTuple)
         self.epoch_averages = EpochAverages()
+        self.rank_monitor = EffectiveRankMonitor()
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
+            self.checkpointer.add_recoverable("rank_monitor", self.rank_monitor, optional_load=True)
 
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
@@ -87,13 +90,20 @@ class EncoderBrain(sb.Brain):
         return loader
 
     def build_schedule(self):
-        """The per-step schedule (``schedule_class``) from ``hparams.schedule``, epochs -> steps."""
+        """The per-step schedule (``schedule_class``) from ``hparams.schedule``, epochs -> steps.
+
+        A schedule that sets ``lr_per_256`` (the linear scaling rule) also gets the global batch
+        size: per-process batch x world size x gradient accumulation.
+        """
         if self.steps_per_epoch is None:
             raise RuntimeError("the schedule needs the training loader (call fit())")
+        settings = dict(self.hparams.schedule)
+        if "lr_per_256" in settings:
+            world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            batch_size = self.hparams.train_dataloader_opts["batch_size"]
+            settings["global_batch_size"] = batch_size * world * self.grad_accumulation_factor
         return self.schedule_class.from_epochs(
-            epochs=self.hparams.number_of_epochs,
-            steps_per_epoch=self.steps_per_epoch,
-            **self.hparams.schedule,
+            epochs=self.hparams.number_of_epochs, steps_per_epoch=self.steps_per_epoch, **settings
         )
 
     def init_optimizers(self) -> None:
@@ -133,18 +143,21 @@ class EncoderBrain(sb.Brain):
         lengths = torch.ones(wavs.shape[0], device=wavs.device)
         return self.modules.mean_var_norm(self.modules.compute_features(wavs), lengths)
 
-    def augmented(self, wavs: torch.Tensor, stage: sb.Stage, batch_size: int) -> torch.Tensor:
+    def augmented(
+        self, wavs: torch.Tensor, stage: sb.Stage, batch_size: int, augmenter: str = "augment"
+    ) -> torch.Tensor:
         """``[N, T]`` waveforms, each augmented independently during training (else unchanged).
 
         Row ``i`` belongs to utterance ``i % batch_size`` (``N = V * B`` view-major crops, or
         ``N = B`` single crops), so in-batch babble never mixes in another crop of the same
-        utterance. Runs in float32 outside autocast (FFT convolutions).
+        utterance. ``augmenter`` names the module (``augment``, or e.g. a milder one for the
+        teacher's crops). Runs in float32 outside autocast (FFT convolutions).
         """
-        if stage != sb.Stage.TRAIN or "augment" not in self.modules:
+        if stage != sb.Stage.TRAIN or augmenter not in self.modules:
             return wavs
         rows = torch.arange(wavs.shape[0], device=wavs.device)
         with torch.autocast(device_type=self.device_type, enabled=False):
-            return self.modules.augment(
+            return self.modules[augmenter](
                 wavs.float(), torch.ones(wavs.shape[0], device=wavs.device), rows % batch_size
             )
 
@@ -173,15 +186,20 @@ class EncoderBrain(sb.Brain):
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1
 
-    def record(self, stats: Dict[str, torch.Tensor]) -> None:
-        """Adds one batch's diagnostics to the epoch averages (checkpointed with the run)."""
-        self.epoch_averages.add_batch(stats)
+    def record(self, stats: Dict[str, torch.Tensor], embeddings: torch.Tensor) -> None:
+        """Adds one training batch's diagnostics to the epoch averages, with the spread of its
+        ``[N, D]`` (or ``[N, 1, D]``) embeddings, and the embeddings to the epoch's effective-rank
+        sample (both checkpointed with the run)."""
+        embeddings = embeddings.detach()
+        self.epoch_averages.add_batch({**stats, "embedding_spread": embedding_spread(embeddings)})
+        self.rank_monitor.add(embeddings)
 
     # ------------------------------------------------------------- per epoch
     def on_stage_start(self, stage, epoch=None) -> None:
         """Starts the epoch's averages (kept when resuming mid-epoch)."""
         if stage == sb.Stage.TRAIN:
             self.epoch_averages.start_epoch()
+            self.rank_monitor.start_epoch()
 
     def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
         """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints."""
@@ -189,6 +207,7 @@ class EncoderBrain(sb.Brain):
             return
         train_stats = {"loss": stage_loss}
         train_stats.update(self.epoch_averages.averages())
+        train_stats.update(self.rank_monitor.summary())
         valid_stats = self.validate()
         meta = {"epoch": epoch, "steps": self.optimizer_step}
         if self.current is not None:

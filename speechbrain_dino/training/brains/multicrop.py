@@ -32,11 +32,16 @@ class MultiCropBrain(EncoderBrain):
         Crops padded by repetition (utterances shorter than a crop) are counted in the epoch log
         as ``padded_crops_per_batch``.
         """
-        batch = batch.to(self.device)
-        batch_size = batch.global_crops.data.shape[0]
-        if stage == sb.Stage.TRAIN:
-            self.epoch_averages.add({"padded_crops_per_batch": sum(batch.n_padded_crops)})
+        batch, batch_size = self.on_device(batch, stage)
         return tuple(
             self.features(self.augmented(views_to_rows(crops.data), stage, batch_size))
             for crops in (batch.global_crops, batch.local_crops)
         )
+
+    def on_device(self, batch, stage: sb.Stage):
+        """(the batch on this Brain's device, its number of utterances ``B``); counts the crops
+        padded by repetition of a training batch."""
+        batch = batch.to(self.device)
+        if stage == sb.Stage.TRAIN:
+            self.epoch_averages.add({"padded_crops_per_batch": sum(batch.n_padded_crops)})
+        return batch, batch.global_crops.data.shape[0]

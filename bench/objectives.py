@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The label-free objectives at one budget: which self-supervised training gives the best embedding.
+
+    python bench/objectives.py [--budget 5] [--systems NAME ...] [--output_folder bench/work/objectives]
+
+Every system trains on the study pool (bench/study_data.py: RAVDESS 1-16, LibriSpeech readers not
+held out, 83 speechocean762 speakers) for the same wall-clock budget, planned in steps from its
+own measured step time (bench/budget.py), with the development speakers' EER logged every epoch
+(learning curves). Each is then evaluated on the three held-out sets: RAVDESS actors 17-24,
+LibriSpeech half-utterance trials, and 25 speechocean762 speakers (text-independent). The table
+gives the EERs, the step time against paper DINO's, and the effective rank of the held-out
+speechocean embeddings (RankMe and the components for 99% of the variance). Systems:
+
+- the baselines: MFCC statistics, the untrained encoder;
+- the contrastive baseline (NT-Xent) of ``hparams/demo/contrastive_ecapa.yaml``;
+- DINO with the paper's settings at small scale (babble shared by the views, as before release 0.2);
+- that DINO with each small-budget fix alone (see :data:`SYSTEMS`);
+- the regularised DINO family: RDINO, SDPN, DINO + student-teacher cosine, SDPN + a contrastive
+  term (as C3-DINO combines the two), and SDPN started from a contrastive model trained for half
+  the budget (a warm start: both halves count against the budget).
+
+Results go to ``bench/results/objectives_<budget>min.md`` and the BENCHMARKS.md block
+``objectives_<budget>min``; the learning-curve figure to ``bench/results/figures/``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, SHARED_DATA, machine  # noqa: E402
+from run_all import FIGURES, RESULTS, Study, System, markdown_table, write_benchmarks  # noqa: E402
+from study_data import prepare_study_data  # noqa: E402
+
+from speechbrain_dino.baselines import BASELINES, embeddings_cache  # noqa: E402
+from speechbrain_dino.embeddings import EmbeddingTable  # noqa: E402
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.stages import read_verification  # noqa: E402
+from speechbrain_dino.training.rank_monitor import effective_rank  # noqa: E402
+
+PRESETS = os.path.join(HPARAMS_FOLDER, "demo")
+#: Small DINO as the paper has it (its views share their in-batch babble, as before release 0.2).
+PAPER_DINO = {"augment": {"independent_babble": False}}
+#: name -> (preset in hparams/demo/, overrides of it)
+SYSTEMS: Dict[str, Tuple[str, Mapping]] = {
+    "contrastive": ("contrastive_ecapa.yaml", {}),
+    "DINO (paper settings)": ("dino_ecapa.yaml", PAPER_DINO),
+    "+ independent babble": ("dino_ecapa.yaml", {}),
+    "+ whole-utterance, spread crops": ("dino_ecapa.yaml", {**PAPER_DINO, "crops": {"window_factor": None, "spread_global": True}}),
+    "+ teacher horizon 0.5 epoch": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"teacher_momentum_horizon_epochs": 0.5}}),
+    "+ LR scaling rule": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"lr_per_256": 0.005, "base_lr": None}}),
+    "+ BatchNorm head and embedding": ("dino_ecapa.yaml", {**PAPER_DINO, "student_head": {"use_bn": True, "input_bn": True}}),
+    "+ clean teacher crops": ("dino_ecapa.yaml", {**PAPER_DINO, "teacher_augmentation": "clean"}),
+    "RDINO": ("rdino_ecapa.yaml", {}),
+    "SDPN": ("sdpn_ecapa.yaml", {}),
+    "DINO + cosine (Hyperion)": ("dino_cosine_ecapa.yaml", {}),
+    "SDPN + contrastive term": ("sdpn_ecapa.yaml", {"contrastive_weight": 1.0, "contrastive_decay_fraction": None}),
+}
+#: A system trained in two halves of the budget: the first's export starts the second.
+WARM_STARTS: Dict[str, Tuple[str, str]] = {"SDPN from contrastive (half each)": ("contrastive", "SDPN")}
+EVAL_SETS = {
+    "ravdess": "RAVDESS 17-24",
+    "librispeech": "LibriSpeech halves",
+    "speechocean": "speechocean762 (25 speakers)",
+}
+
+
+class ObjectivesStudy(Study):
+    """:class:`run_all.Study` for self-supervised objectives: dev validation, three test sets."""
+
+    def train(self, name: str, preset: str, overrides: Mapping, budget_share: float = 1.0,
+              init_from: Optional[str] = None) -> System:
+        """Trains ``name`` from ``hparams/demo/<preset>`` with ``overrides`` for its share of the budget."""
+        hparams_file = os.path.join(PRESETS, preset)
+        key = slug(name)
+        base = {"train_csv": self.data.pretrain_csv, **overrides}
+        if init_from:
+            base["init_from"] = init_from
+        self.calibrate(key, "train_dino", hparams_file, base)
+        epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
+        folder = self.folder(key)
+        run = {**base, "number_of_epochs": epochs, "valid_csv": self.data.dev_csv, "valid_trials": self.data.dev_trials}
+        run.pop("train_csv")
+        self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, run, name=f"{name} pretraining")
+        system = self.trained_system(name, folder, epochs, hparams_file, self.data.pretrain_csv)
+        system.name = name
+        return system
+
+    def evaluate_sets(self, system: System, baselines: Sequence[str]) -> None:
+        """Verification of ``system`` (and ``baselines``) on the three held-out sets."""
+        sets = {
+            "ravdess": (self.data.ravdess_test_csv, self.data.ravdess_trials),
+            "librispeech": (self.data.librispeech_test_csv, self.data.librispeech_trials),
+            "speechocean": (self.data.speechocean_test_csv, self.data.speechocean_trials),
+        }
+        for eval_set, (test_csv, trials) in sets.items():
+            self.stages.verification(
+                os.path.join(HPARAMS_FOLDER, "verification.yaml"), system.pretrained, test_csv, trials,
+                self.eval_folder(system, eval_set), system.name, baselines,
+                name=f"{system.name}: verification ({eval_set})",
+            )
+
+    def row(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
+        """EER per set and the held-out speechocean embeddings' effective rank."""
+        owner = evaluated_with or system
+        row: Dict = {"system": system.name}
+        for eval_set in EVAL_SETS:
+            raw = read_verification(self.eval_folder(owner, eval_set), owner.name)[system.name]["raw"]
+            row[eval_set] = raw["EER"]
+        cache = embeddings_cache(self.eval_folder(owner, "speechocean"), system.name, "test")
+        nan = {"rankme": float("nan"), "dims_99": float("nan")}
+        row.update(effective_rank(torch.from_numpy(EmbeddingTable.load(cache).vectors)) if os.path.isfile(cache) else nan)
+        return row
+
+
+def slug(name: str) -> str:
+    """A folder name for a system name."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+
+
+def learning_curve(train_log: str) -> List[Tuple[int, float]]:
+    """(optimiser steps, validation EER) per epoch of a training log."""
+    points = []
+    for line in open(train_log, encoding="utf-8"):
+        steps, eer = re.search(r"steps: (\d+)", line), re.search(r"valid EER: ([0-9.e+-]+)", line)
+        if steps and eer:
+            points.append((int(steps.group(1)), float(eer.group(1))))
+    return points
+
+
+def curves_figure(curves: Mapping[str, List[Tuple[int, float]]], path: str, title: str) -> str:
+    """Development-set EER against training step, one line per system; returns ``path``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot(1, 1, 1)
+    for name, points in curves.items():
+        if points:
+            steps, eers = zip(*points)
+            axes.plot(steps, eers, marker="o", markersize=3, label=name)
+    axes.set_xlabel("optimiser step")
+    axes.set_ylabel("EER % (17 development speakers)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def results_table(rows: Sequence[Dict], systems: Mapping[str, System], step_seconds: Mapping[str, float]) -> List[str]:
+    """The Markdown table of the study."""
+    paper = step_seconds.get(slug("DINO (paper settings)"))
+    header = ["system", "train min (epochs, steps)", "step s (x paper DINO)",
+              *(f"EER % {label}" for label in EVAL_SETS.values()), "RankMe", "dims for 99%"]
+    body = []
+    for row in rows:
+        system = systems.get(row["system"])
+        cost = speed = "-"
+        if system is not None and system.epochs:
+            minutes = f"{system.train_minutes:.1f}" if system.train_minutes else "-"
+            cost = f"{minutes} ({system.epochs}, {system.steps})"
+            seconds = step_seconds.get(slug(row["system"]))
+            if seconds:
+                speed = f"{seconds:.2f}" + (f" ({seconds / paper:.2f}x)" if paper else "")
+        body.append([row["system"], cost, speed, *(f"{row[key]:.2f}" for key in EVAL_SETS),
+                     f"{row['rankme']:.1f}", f"{row['dims_99']:.0f}"])
+    return markdown_table(header, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=float, default=5.0, help="minutes per training run")
+    parser.add_argument("--systems", nargs="*", default=None,
+                        help=f"systems to run (default all): {', '.join([*SYSTEMS, *WARM_STARTS])}")
+    parser.add_argument("--output_folder", default=None, help="default bench/work/objectives_<budget>min")
+    args = parser.parse_args()
+    tag = f"objectives_{args.budget:g}min"
+    args.output_folder = args.output_folder or os.path.join(REPO, "bench", "work", tag)
+    args.gpu = False
+    chosen = args.systems or [*SYSTEMS, *WARM_STARTS]
+    unknown = [name for name in chosen if name not in SYSTEMS and name not in WARM_STARTS]
+    if unknown:
+        parser.error(f"unknown systems {unknown}")
+    started = datetime.datetime.now()
+    study = ObjectivesStudy(args)
+    study.data = prepare_study_data(SHARED_DATA, study.folder("data"))
+    trained: Dict[str, System] = {}
+    for name in chosen:
+        if name in SYSTEMS:
+            trained[name] = study.train(name, *SYSTEMS[name])
+        else:
+            first, second = WARM_STARTS[name]
+            start = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5)
+            trained[name] = study.train(name, *SYSTEMS[second], budget_share=0.5, init_from=start.pretrained)
+    anchor = next(iter(trained.values()))
+    study.evaluate_sets(anchor, BASELINES)
+    for system in trained.values():
+        if system is not anchor:
+            study.evaluate_sets(system, ())
+    rows = [study.row(System(name, ""), evaluated_with=anchor) for name in BASELINES]
+    rows += [study.row(system) for system in trained.values()]
+    with open(study.folder("rows.json"), "w", encoding="utf-8") as fout:
+        json.dump(rows, fout, indent=1)
+    curves = {name: learning_curve(os.path.join(study.folder(slug(name)), "train_log.txt")) for name in trained}
+    figure = curves_figure(curves, os.path.join(FIGURES, f"{tag}_curves.png"),
+                           f"Development EER during training ({args.budget:g} min per system)")
+    header = [
+        f"Command: `python bench/objectives.py {' '.join(sys.argv[1:])}`  ",
+        f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
+        f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
+        f"Budget {args.budget:g} min of training per system, planned in steps from each system's measured step "
+        "time; seeds 1986 (training), 0 (trials). Effective rank: of the 250 held-out speechocean762 embeddings.",
+        "",
+    ]
+    block = "\n".join(header + results_table(rows, trained, study.step_seconds)
+                      + ["", f"![learning curves]({os.path.relpath(figure, REPO)})"])
+    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
+        fout.write(block + "\n\nLearning curves (steps, dev EER):\n\n```\n" + json.dumps(curves) + "\n```\n")
+    write_benchmarks({tag: block})
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
