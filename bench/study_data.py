@@ -2,7 +2,8 @@
 
 From the benchmark data folder (read-only; derived files go to the study's own folder):
 
-- ``pretrain.csv``: RAVDESS actors 1-16 + the LibriSpeech speakers not held out. Pretraining and
+- ``pretrain.csv``: RAVDESS actors 1-16 + the LibriSpeech speakers not held out + the speechocean762
+  speakers in neither its test nor its dev group (83 speakers x 10 utterances). Pretraining and
   pseudo-labelling read only ``wav``/``duration``; the true ``spk_id`` is kept for the NMI report and
   for the "AAM on true labels" upper bound.
 - ``ravdess_test.csv`` + ``ravdess_trials.txt``: actors 17-24, every target pair crossing emotion
@@ -12,6 +13,13 @@ From the benchmark data folder (read-only; derived files go to the study's own f
   utterance lasts at least ``MIN_SPLIT_SECONDS``; each utterance is cut into two halves (written as
   WAV files), the two halves of a speaker are its target trial, all cross-speaker pairs are the
   non-targets (same session, so easier than cross-session trials).
+- ``speechocean_test.csv`` + ``speechocean_trials.txt``: every ``SPEECHOCEAN_HELD_OUT_EVERY``-th
+  speechocean762 speaker in sorted id order (25 of 125: children and adults, both sexes), all ten
+  utterances each; every pair of two different utterances is a trial (text-independent: each
+  utterance is another sentence; same session).
+- ``dev.csv`` + ``dev_trials.txt``: every ``SPEECHOCEAN_DEV_EVERY``-th of the remaining 100
+  speechocean762 speakers (17), trials built the same way: the per-epoch validation set of the
+  study's trainings (learning curves, choosing settings), never a test set.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ import soundfile
 
 from speechbrain_dino.audio import load_audio
 from speechbrain_dino.manifest import Row, read_manifest, write_manifest
+from speechbrain_dino.prepare.folder import prepare_folder
 from speechbrain_dino.prepare.librispeech import prepare_librispeech
 from speechbrain_dino.prepare.ravdess import prepare_ravdess
 from speechbrain_dino.verification.trial_generation import generate_trials
@@ -31,6 +40,8 @@ from speechbrain_dino.verification.trials import write_trials
 HELD_OUT_ACTORS = range(17, 25)
 MIN_SPLIT_SECONDS = 4.0
 LIBRISPEECH_HELD_OUT_EVERY = 4
+SPEECHOCEAN_HELD_OUT_EVERY = 5
+SPEECHOCEAN_DEV_EVERY = 6
 SAMPLE_RATE = 16000
 
 
@@ -43,6 +54,10 @@ class StudyData:
     ravdess_trials: str
     librispeech_test_csv: str
     librispeech_trials: str
+    speechocean_test_csv: str
+    speechocean_trials: str
+    dev_csv: str
+    dev_trials: str
     eval_speakers: Set[str]
     eval_sources: Set[str]  # audio files the evaluation sets were made from
 
@@ -72,7 +87,9 @@ def prepare_study_data(shared_data: str, folder: str) -> StudyData:
     os.makedirs(folder, exist_ok=True)
     prepare_ravdess(os.path.join(shared_data, "ravdess"), os.path.join(folder, "ravdess.csv"))
     prepare_librispeech(os.path.join(shared_data, "librispeech_251"), os.path.join(folder, "librispeech.csv"))
+    prepare_folder(os.path.join(shared_data, "speechocean762_train"), os.path.join(folder, "speechocean.csv"))
     ravdess = read_manifest(os.path.join(folder, "ravdess.csv"))
+    speechocean = [dict(row, spk_id="so" + row["spk_id"]) for row in read_manifest(os.path.join(folder, "speechocean.csv"))]
     librispeech = [dict(row, spk_id="ls" + row["spk_id"]) for row in read_manifest(os.path.join(folder, "librispeech.csv"))]
 
     ravdess_test = [row for row in ravdess if int(row["spk_id"]) in HELD_OUT_ACTORS]
@@ -81,6 +98,12 @@ def prepare_study_data(shared_data: str, folder: str) -> StudyData:
     held_out_ids = {row["ID"] for row in librispeech_held_out}
     pretrain = [row for row in ravdess if int(row["spk_id"]) not in HELD_OUT_ACTORS]
     pretrain += [row for row in librispeech if row["ID"] not in held_out_ids]
+    speechocean_speakers = sorted({row["spk_id"] for row in speechocean})
+    speechocean_held_out = set(speechocean_speakers[::SPEECHOCEAN_HELD_OUT_EVERY])
+    speechocean_dev = set([spk for spk in speechocean_speakers if spk not in speechocean_held_out][1::SPEECHOCEAN_DEV_EVERY])
+    speechocean_test = [row for row in speechocean if row["spk_id"] in speechocean_held_out]
+    dev = [row for row in speechocean if row["spk_id"] in speechocean_dev]
+    pretrain += [row for row in speechocean if row["spk_id"] not in speechocean_held_out | speechocean_dev]
     librispeech_test = split_halves(librispeech_held_out, os.path.join(folder, "librispeech_halves"))
 
     data = StudyData(
@@ -89,14 +112,22 @@ def prepare_study_data(shared_data: str, folder: str) -> StudyData:
         ravdess_trials=os.path.join(folder, "ravdess_trials.txt"),
         librispeech_test_csv=os.path.join(folder, "librispeech_test.csv"),
         librispeech_trials=os.path.join(folder, "librispeech_trials.txt"),
-        eval_speakers={row["spk_id"] for row in ravdess_test + librispeech_held_out},
-        eval_sources={row["wav"] for row in ravdess_test + librispeech_held_out},
+        speechocean_test_csv=os.path.join(folder, "speechocean_test.csv"),
+        speechocean_trials=os.path.join(folder, "speechocean_trials.txt"),
+        dev_csv=os.path.join(folder, "dev.csv"),
+        dev_trials=os.path.join(folder, "dev_trials.txt"),
+        eval_speakers={row["spk_id"] for row in ravdess_test + librispeech_held_out + speechocean_test + dev},
+        eval_sources={row["wav"] for row in ravdess_test + librispeech_held_out + speechocean_test + dev},
     )
     write_manifest(pretrain, data.pretrain_csv)
     write_manifest(ravdess_test, data.ravdess_test_csv)
     write_manifest(librispeech_test, data.librispeech_test_csv)
+    write_manifest(speechocean_test, data.speechocean_test_csv)
+    write_manifest(dev, data.dev_csv)
     write_trials(generate_trials(ravdess_test, cross=["emotion", sentence], seed=0), data.ravdess_trials)
     write_trials(generate_trials(librispeech_test, seed=0), data.librispeech_trials)
+    write_trials(generate_trials(speechocean_test, seed=0), data.speechocean_trials)
+    write_trials(generate_trials(dev, seed=0), data.dev_trials)
     assert_unseen(data.pretrain_csv, data, labelled=True)
     return data
 
@@ -122,6 +153,8 @@ def describe(data: StudyData) -> Dict[str, str]:
         ("pretraining pool", data.pretrain_csv, None),
         ("RAVDESS actors 17-24", data.ravdess_test_csv, data.ravdess_trials),
         ("LibriSpeech held-out halves", data.librispeech_test_csv, data.librispeech_trials),
+        ("speechocean762 held-out speakers", data.speechocean_test_csv, data.speechocean_trials),
+        ("development set (speechocean762 speakers)", data.dev_csv, data.dev_trials),
     ):
         rows = read_manifest(csv_path)
         hours = sum(float(row["duration"]) for row in rows) / 3600

@@ -25,11 +25,11 @@ def planted(sizes, dim=64, noise=0.11, seed=0):
     return (centres[speaker] + noise * rng.standard_normal((len(speaker), dim))).astype(np.float32), speaker
 
 
-def test_within_cluster_share_is_the_probability_that_two_draws_share_a_cluster():
+def test_within_cluster_share_is_the_share_of_distinct_pairs_inside_clusters():
     labels = np.array([0, 0, 0, 1, 2, 2])
-    brute = np.mean([a == b for a in labels for b in labels])
+    brute = np.mean([labels[i] == labels[j] for i in range(6) for j in range(6) if i != j])
     assert within_cluster_share(labels) == pytest.approx(brute)
-    assert within_cluster_share(np.arange(5)) == pytest.approx(1 / 5)
+    assert within_cluster_share(np.arange(5)) == 0.0
 
 
 def test_random_pair_cosines_are_all_pairs_or_a_sample_of_distinct_ones():
@@ -58,11 +58,11 @@ def test_auto_threshold_finds_the_speakers_where_a_fixed_one_fits_one_embedding_
     auto = pseudo_label(x, PseudoLabelConfig(ahc_threshold="auto", min_size=1, max_size=None), seed=0)
     fixed = pseudo_label(x, PseudoLabelConfig(ahc_threshold=0.5, min_size=1, max_size=None), seed=0)
     auto_nmi = normalized_mutual_info_score(speaker, auto.labels)
-    assert auto_nmi > (0.95 if noise == 0.11 else 0.85)
+    assert auto_nmi > 0.85
     chosen = auto.report["chosen_settings"]["ahc_threshold"]
-    assert len(sizes) / 1.5 <= chosen["effective_clusters"] <= 1.5 * len(sizes)
-    assert len(sizes) / 1.5 <= auto.report["clusters_after_filtering"] <= 1.5 * len(sizes)
-    if noise == 0.2:
+    if noise == 0.11:  # separable: the speakers are found exactly
+        assert auto.report["clusters_after_filtering"] == len(sizes) and auto_nmi > 0.99
+    else:
         assert chosen["value"] < 0.5
         assert normalized_mutual_info_score(speaker, fixed.labels) < auto_nmi - 0.05
         assert fixed.report["clusters_after_filtering"] > 2 * len(sizes)  # speakers split
