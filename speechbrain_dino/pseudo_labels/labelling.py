@@ -9,7 +9,8 @@ Pipeline (:func:`pseudo_label`), all in cosine geometry:
    (:func:`speechbrain_dino.pseudo_labels.clustering.agglomerate`), stopping at cosine ``ahc_threshold``. The
    number of speakers is not given: it comes out of the threshold. The right threshold depends
    on the embedding (the paper uses ~0.8 for its first round; a weaker embedding, e.g. a short
-   CPU DINO run, has lower same-speaker cosines and needs a lower one).
+   CPU DINO run, has lower same-speaker cosines and needs a lower one), so ``"auto"`` chooses it
+   from the centroids' pair cosines (:mod:`speechbrain_dino.pseudo_labels.thresholds`).
 4. ``refine="reassign"``: re-estimate each cluster's centroid (mean of its unit members) and move
    every utterance to the cluster whose centroid is most cosine-similar (one k-means step at
    speaker level, undoing k-means micro-cluster mistakes). ``"none"`` skips it.
@@ -22,7 +23,7 @@ Pipeline (:func:`pseudo_label`), all in cosine geometry:
    drop members below ``min_score``, the lowest
    ``member_quantile`` of every cluster, then, when ``keep_fraction`` is set, everything under the
    global cosine threshold chosen so that about that fraction of all rows is finally kept. Then
-   clusters smaller than ``min_size`` are dropped, and clusters larger than ``max_size`` are
+   clusters smaller than ``min_size`` (``"auto"``: half the typical cluster size) are dropped, and clusters larger than ``max_size`` are
    subsampled to their ``max_size`` most confident members (a large cluster is usually one
    prolific speaker; subsampling keeps it without letting it dominate the classifier).
 
@@ -32,13 +33,13 @@ Dropped utterances get label -1.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+from speechbrain_dino.pseudo_labels.config import AUTO, PseudoLabelConfig
 from speechbrain_dino.pseudo_labels.filtering import select_members
 from speechbrain_dino.pseudo_labels.metrics import cluster_metrics, size_summary
 from speechbrain_dino.pseudo_labels.refinement import (
@@ -49,6 +50,7 @@ from speechbrain_dino.pseudo_labels.refinement import (
     reassign,
     reduce_dimension,
 )
+from speechbrain_dino.pseudo_labels.thresholds import ThresholdChoice, typical_size_floor
 
 
 @dataclass
@@ -106,7 +108,7 @@ def pseudo_label(
     lap("pca")
     assignments = over_cluster(reduced, config, seed)
     lap("kmeans")
-    clusters = merge_clusters(reduced, assignments, config)
+    clusters, threshold_choice = merge_clusters(reduced, assignments, config, seed)
     lap("agglomeration")
     if config.refine == "reassign":
         clusters = reassign(reduced, clusters, config.backend)
@@ -117,7 +119,14 @@ def pseudo_label(
         lap("plda")
     else:
         scores = member_scores(reduced, clusters)
-    kept, score_threshold = select_members(clusters, scores, config)
+    chosen = {"ahc_threshold": _chosen_threshold(config, threshold_choice)}
+    filter_config = config
+    if config.min_size == AUTO:
+        filter_config = replace(config, min_size=typical_size_floor(clusters))
+        chosen["min_size"] = {"value": filter_config.min_size, "chosen_by": "half the row-weighted median cluster size"}
+    else:
+        chosen["min_size"] = {"value": config.min_size, "chosen_by": "fixed"}
+    kept, score_threshold = select_members(clusters, scores, filter_config)
     lap("filter")
     labels = np.full(len(x), -1, dtype=np.int64)
     labels[kept] = np.unique(clusters[kept], return_inverse=True)[1]
@@ -131,6 +140,7 @@ def pseudo_label(
         "kept": int(kept.sum()),
         "kept_fraction": float(kept.mean()),
         "score_threshold_for_keep_fraction": score_threshold,
+        "chosen_settings": chosen,
         "sizes_before_filtering": size_summary(clusters),
         "sizes_after_filtering": size_summary(labels[kept]),
         "seconds": seconds,
@@ -153,3 +163,16 @@ def _checked(embeddings: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         raise DataError("embeddings contain NaN or infinite values")
     return x
+
+
+def _chosen_threshold(config: PseudoLabelConfig, choice: Optional[ThresholdChoice]) -> Dict:
+    """The report's account of the agglomeration threshold: its value and how it was chosen."""
+    if choice is None:
+        return {"value": config.ahc_threshold, "chosen_by": "fixed"}
+    return {
+        "value": choice.threshold,
+        "chosen_by": "self-consistent share of random centroid pairs above it",
+        "within_cluster_pair_share": choice.within_share,
+        "effective_clusters": choice.effective_clusters,
+        "iterations": choice.history,
+    }

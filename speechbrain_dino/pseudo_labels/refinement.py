@@ -21,8 +21,9 @@ from speechbrain_dino.pseudo_labels.clustering import (
     l2_normalize,
     nearest_neighbors,
 )
-from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+from speechbrain_dino.pseudo_labels.config import AUTO, PseudoLabelConfig
 from speechbrain_dino.pseudo_labels.plda import fit_plda, group_llr, member_posteriors
+from speechbrain_dino.pseudo_labels.thresholds import ThresholdChoice, pair_share_threshold
 
 
 def _kmeans_size(n_rows: int, ratio: float) -> int:
@@ -65,21 +66,35 @@ def over_cluster(x: np.ndarray, config: PseudoLabelConfig, seed: int) -> np.ndar
     return np.unique(assignments, return_inverse=True)[1].astype(np.int64)
 
 
-def merge_clusters(x: np.ndarray, assignments: np.ndarray, config: PseudoLabelConfig) -> np.ndarray:
-    """Agglomerates k-means clusters (their mean directions, weighted by size) into speakers.
+def merge_clusters(
+    x: np.ndarray, assignments: np.ndarray, config: PseudoLabelConfig, seed: int = 0
+) -> Tuple[np.ndarray, Optional[ThresholdChoice]]:
+    """Agglomerates k-means clusters (their mean directions, weighted by size) into speakers, at
+    ``config.ahc_threshold`` or, when it is ``"auto"``, at the threshold
+    :func:`~speechbrain_dino.pseudo_labels.thresholds.pair_share_threshold` chooses.
 
     Arguments
     ---------
     x : np.ndarray [N, D], L2-normalised rows
     assignments : np.ndarray [N] int, k-means cluster 0..C-1, every cluster non-empty
+    seed : int, for the pair sample of an automatic threshold
 
     Returns
     -------
-    np.ndarray [N] int64, labels 0..K-1.
+    labels : np.ndarray [N] int64, 0..K-1
+    choice : ThresholdChoice or None (a fixed threshold)
     """
     sums, counts = cluster_sums(x, assignments, int(assignments.max()) + 1)
-    centroid_labels = agglomerate(sums, config.ahc_threshold, counts, config.knn, config.backend)
-    return centroid_labels[assignments]
+
+    def agglomerate_at(threshold: float) -> np.ndarray:
+        return agglomerate(sums, threshold, counts, config.knn, config.backend)
+
+    if config.ahc_threshold != AUTO:
+        return agglomerate_at(float(config.ahc_threshold))[assignments], None
+    if len(sums) < 2:
+        return np.zeros(len(x), dtype=np.int64), None
+    choice = pair_share_threshold(sums, agglomerate_at, seed)
+    return agglomerate_at(choice.threshold)[assignments], choice
 
 
 def mean_directions(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
