@@ -28,8 +28,13 @@ from speechbrain_dino.manifest import Row, read_manifest
 
 logger = logging.getLogger(__name__)
 
-#: The reference systems an evaluation can run beside the encoder (``baselines`` in the YAMLs).
-BASELINES = ("mfcc_stats", "random_init")
+#: The reference systems an evaluation can run beside the encoder (``baselines`` in the YAMLs),
+#: each with what it is in a few words (the legend of the pipeline's table).
+BASELINE_DESCRIPTIONS = {
+    "mfcc_stats": "MFCC mean+std statistics (no learning)",
+    "random_init": "the same encoder untrained",
+}
+BASELINES = tuple(BASELINE_DESCRIPTIONS)
 
 Waveform = Union[np.ndarray, torch.Tensor]
 Sources = Union[PathLike, Sequence[Row], Sequence[PathLike], Sequence[Waveform]]

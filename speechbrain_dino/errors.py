@@ -57,13 +57,19 @@ class StageFailed(RuntimeError):
         The process's exit status.
     command : sequence of str
         The command that ran it (to rerun it alone).
+    log_path : PathLike, optional
+        The file holding the stage's output.
     """
 
-    def __init__(self, stage: str, exit_code: int, command: Sequence[str]) -> None:
+    def __init__(
+        self, stage: str, exit_code: int, command: Sequence[str], log_path: Optional[PathLike] = None
+    ) -> None:
         self.stage = stage
         self.exit_code = exit_code
         self.command = list(command)
+        self.log_path = log_path
+        output = f"its output is in {os.fspath(log_path)}; " if log_path is not None else ""
         super().__init__(
-            f"stage {stage} failed (exit {exit_code}); rerun the pipeline to resume it, "
+            f"stage {stage} failed (exit {exit_code}); {output}rerun the pipeline to resume it, "
             f"or run alone: {' '.join(self.command)}"
         )

@@ -7,6 +7,14 @@ loads offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparam
 savedir=...)``, whose ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the
 same path the project's own extraction uses (:mod:`speechbrain_dino.embeddings`); the next
 training stage re-creates the encoder from it (:func:`load_pretrained_encoder`).
+
+When the training had validation trials (``valid_csv`` / ``valid_trials``), the folder records the
+cosine decision threshold at their EER point as ``verification_threshold``, in both files: in
+``hyperparams.yaml`` (a plain key SpeechBrain loads and ignores), so that with SpeechBrain alone
+a ``SpeakerRecognition.from_hparams(source=folder, ...)`` decides with
+``verify_batch(..., threshold=verifier.hparams.verification_threshold)`` or by comparing
+``verify_files``' score with it (``verify_files`` itself always decides at 0.25, which accepts
+nearly every pair of these embeddings), and in ``speechbrain_dino.json`` (:func:`recorded_threshold`).
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ NORM_CLASS = "speechbrain.processing.features.InputNormalization"
 NORM_KWARGS = {"norm_type": "sentence", "std_norm": False}
 ENCODER_FILE = "embedding_model.ckpt"
 METADATA_FILE = "speechbrain_dino.json"
+#: The key of the recorded decision threshold, in ``hyperparams.yaml`` and ``speechbrain_dino.json``.
+THRESHOLD_KEY = "verification_threshold"
 
 
 def import_class(class_path: str) -> type:
@@ -176,18 +186,25 @@ def read_architecture(folder: PathLike) -> Architecture:
     )
 
 
-def pretrained_hparams_text(architecture: Architecture) -> str:
-    """The ``hyperparams.yaml`` of an exported encoder (plain SpeechBrain YAML, no project imports)."""
+def pretrained_hparams_text(architecture: Architecture, threshold: Optional[float] = None) -> str:
+    """The ``hyperparams.yaml`` of an exported encoder (plain SpeechBrain YAML, no project imports),
+    with the decision ``threshold`` when there is one."""
 
     def block(name: str, class_path: str, kwargs: Mapping[str, Any]) -> str:
         body = yaml.safe_dump(_plain(kwargs), default_flow_style=None, sort_keys=False)
         indented = "".join("    " + line + "\n" for line in body.strip().splitlines())
         return f"{name}: !new:{class_path}\n{indented}"
 
+    threshold_text = "" if threshold is None else (
+        "# Cosine decision threshold at the EER point of the training's validation trials:\n"
+        "# SpeakerRecognition's verify_batch(wavs1, wavs2, threshold=<this>), or verify_files' score > <this>\n"
+        f"{THRESHOLD_KEY}: {float(threshold)!r}\n\n"
+    )
     return (
         "# Exported by speechbrain-dino. Load offline with\n"
         "# EncoderClassifier.from_hparams(source=<this folder>, savedir=<a fresh folder>)\n"
         f"sample_rate: {int(architecture.sample_rate)}\n\n"
+        + threshold_text
         + block("compute_features", FBANK_CLASS, architecture.fbank_kwargs)
         + "\n"
         + block("mean_var_norm", NORM_CLASS, NORM_KWARGS)
@@ -219,6 +236,7 @@ def export_pretrained(
     encoder: nn.Module,
     architecture: Architecture,
     metadata: Optional[Dict[str, Any]] = None,
+    threshold: Optional[float] = None,
 ) -> str:
     """Writes ``folder`` (hyperparams.yaml, embedding_model.ckpt, speechbrain_dino.json) atomically.
 
@@ -235,6 +253,9 @@ def export_pretrained(
         What the encoder is (the exported YAML re-creates it from this).
     metadata : dict, optional
         Provenance (stage, epoch, training manifest...) written to ``speechbrain_dino.json``.
+    threshold : float, optional
+        The cosine decision threshold at the EER point of validation trials, recorded in both
+        files as ``verification_threshold``.
 
     Returns
     -------
@@ -247,11 +268,13 @@ def export_pretrained(
     staging = tempfile.mkdtemp(dir=parent, prefix=".pretrained-")
     try:
         with open(os.path.join(staging, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
-            fout.write(pretrained_hparams_text(architecture))
+            fout.write(pretrained_hparams_text(architecture, threshold))
         state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
         torch.save(state, os.path.join(staging, ENCODER_FILE))
         info = architecture.to_metadata()
         info.update(metadata or {})
+        if threshold is not None:
+            info[THRESHOLD_KEY] = float(threshold)
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
             json.dump(_plain(info), fout, indent=2)
         previous = None
@@ -274,6 +297,13 @@ def read_metadata(folder: PathLike) -> Dict[str, Any]:
         return {}
     with open(path, encoding="utf-8") as fin:
         return json.load(fin)
+
+
+def recorded_threshold(folder: PathLike) -> Optional[float]:
+    """The decision threshold an exported folder records (None when its training had no
+    validation trials, or for a foreign model)."""
+    value = read_metadata(folder).get(THRESHOLD_KEY)
+    return None if value is None else float(value)
 
 
 def load_pretrained_encoder(folder: PathLike) -> Tuple[nn.Module, Architecture]:

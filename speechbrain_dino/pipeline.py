@@ -15,17 +15,24 @@ Layout of ``output_folder``::
     round1/eval/     verification/ and emotion/ results
     ...
     results.json, results.md
+
+Each stage's folder also holds ``stage_output.log``, everything the stage printed; the console
+shows one line per stage as it starts and ends (:mod:`speechbrain_dino.console`), or streams the
+stages' output too with ``verbose``.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from speechbrain_dino.baselines import BASELINE_DESCRIPTIONS
+from speechbrain_dino.console import StageConsole
 from speechbrain_dino.manifest import write_manifest
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
-from speechbrain_dino.stages import StageRunner, StageUsage
+from speechbrain_dino.stages import STAGE_LOG, StageRunner, StageUsage
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
@@ -43,6 +50,9 @@ COLUMNS = (
     ("clusters", "clusters", "{}"),
     ("micro_f1", "emotion micro-F1 %", "{:.2f}"),
 )
+#: What the encoder systems of the table are (the baselines': :data:`BASELINE_DESCRIPTIONS`).
+DINO_DESCRIPTION = "self-supervised DINO pretraining (no labels)"
+ROUND_DESCRIPTION = "DINO followed by k rounds of pseudo-labels + AAM fine-tuning"
 
 
 def prepare_synthetic_data(
@@ -75,7 +85,8 @@ class Pipeline:
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
         ``cohort_csv``; optionally ``run_options``, command-line run options for every stage
-        (``--device=cuda:0``), and ``data_root`` for ``$data_root`` in the manifests.
+        (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and ``verbose``
+        (stream every stage's output to the terminal, besides its log file).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
@@ -88,7 +99,14 @@ class Pipeline:
             run_options=hparams.get("run_options") or [],
             shared_overrides={"data_root": data_root} if data_root else None,
             on_usage=self.usage.__setitem__,
+            console=StageConsole(self.plan(), verbose=bool(hparams.get("verbose"))),
         )
+
+    def plan(self) -> List[str]:
+        """The kind (recipe) of every stage :meth:`run` starts, in order."""
+        evaluation = ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
+        one_round = ["pseudo_label", "train_aam", *evaluation]
+        return ["train_dino", *evaluation, *one_round * int(self.hparams["rounds"])]
 
     def folder(self, *parts: str) -> str:
         """A path inside the output folder."""
@@ -121,19 +139,28 @@ class Pipeline:
             row["nmi"] = metrics["kept"]["nmi"]
 
     def write_table(self) -> str:
-        """Writes ``results.json`` and ``results.md``; returns the Markdown table."""
-        header = "| " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-        rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        lines = [header, rule]
-        for row in self.rows:
-            cells = [fmt.format(row[key]) if row.get(key) is not None else "" for key, _, fmt in COLUMNS]
-            lines.append("| " + " | ".join(cells) + " |")
-        table = "\n".join(lines)
+        """Writes ``results.json`` and ``results.md``; returns the Markdown table and its legend."""
+        text = results_table(self.rows) + "\n\n" + legend(self.rows)
         with open(self.folder("results.json"), "w", encoding="utf-8") as fout:
             json.dump(self.rows, fout, indent=2)
         with open(self.folder("results.md"), "w", encoding="utf-8") as fout:
-            fout.write(table + "\n")
-        return table
+            fout.write(text + "\n")
+        return text
+
+    def locations(self) -> List[str]:
+        """Lines telling where the table, the stages' logs and the figures are."""
+        figures = sorted(glob.glob(self.folder("**", "*.png"), recursive=True))
+        det = [os.path.relpath(path, self.output) for path in figures if os.path.basename(path) == "det.png"]
+        lines = [
+            f"Outputs in {self.output}:",
+            "  results.md, results.json  this table",
+            f"  */{STAGE_LOG}  each stage's full output (e.g. dino/{STAGE_LOG})",
+        ]
+        if det:
+            lines.append(f"  {', '.join(det)}  DET curves")
+        if len(figures) > len(det):
+            lines.append(f"  */emotion/confusion_*.png  emotion confusion matrices ({len(figures) - len(det)})")
+        return lines
 
     def run(self) -> str:
         """All stages in order; returns the results table (Markdown)."""
@@ -172,3 +199,24 @@ def table_row(
     if emotion:
         row["micro_f1"] = emotion["micro_f1"]
     return row
+
+
+def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as a Markdown table with the :data:`COLUMNS` that at least one row fills."""
+    columns = [column for column in COLUMNS if any(row.get(column[0]) is not None for row in rows)]
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = [fmt.format(row[key]) if row.get(key) is not None else "" for key, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def legend(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line saying what each system of the table is (baselines, DINO, rounds)."""
+    names = [row["system"] for row in rows]
+    parts = [f"{name} = {BASELINE_DESCRIPTIONS[name]}" for name in names if name in BASELINE_DESCRIPTIONS]
+    if "DINO" in names:
+        parts.append(f"DINO = {DINO_DESCRIPTION}")
+    if any(name.startswith("round ") for name in names):
+        parts.append(f"round k = {ROUND_DESCRIPTION}")
+    return "Systems: " + "; ".join(parts) + "."

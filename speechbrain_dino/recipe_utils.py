@@ -25,7 +25,7 @@ import io
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import ruamel.yaml
 import speechbrain as sb
@@ -36,6 +36,8 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.errors import DataError, PathLike, StageFailed
 from speechbrain_dino.export import Architecture
+from speechbrain_dino.recipe_help import help_text, top_level_settings
+from speechbrain_dino.verification.validation import TrialValidator
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,32 @@ def _dump_yaml(tree: Any) -> str:
     return stream.getvalue()
 
 
+def preset_chain(hparams_path: PathLike) -> Tuple[str, List[Any]]:
+    """The file an hparams file or preset finally extends, and the presets on the way.
+
+    Returns
+    -------
+    (hparams_file, presets)
+        The first file in the ``extends`` chain that is not a preset, and the presets' trees
+        (ruamel, comments kept, without their ``extends`` key), ``hparams_path``'s first.
+    """
+    hparams_file = os.fspath(hparams_path)
+    presets = []
+    seen = set()
+    while True:
+        tree = _read_yaml(hparams_file)
+        if not isinstance(tree, dict) or PRESET_BASE_KEY not in tree:
+            return hparams_file, presets
+        if hparams_file in seen:
+            raise DataError(f"presets extend each other in a cycle through {hparams_file}")
+        seen.add(hparams_file)
+        base = os.path.normpath(os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY))))
+        if not os.path.isfile(base):
+            raise DataError(f"{PRESET_BASE_KEY}: {base} does not exist", hparams_file)
+        presets.append(tree)
+        hparams_file = base
+
+
 def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str]:
     """The hparams file to load and the overrides to load it with, presets resolved.
 
@@ -149,27 +177,26 @@ def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, 
         The first file in the ``extends`` chain that is not a preset, and the YAML text of the
         presets' values merged with ``overrides`` (the later, the stronger).
     """
-    hparams_file = os.fspath(hparams_path)
     if isinstance(overrides, str):
         overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
-    layers = [copy.deepcopy(overrides)] if overrides else []
-    seen = set()
-    while True:
-        tree = _read_yaml(hparams_file)
-        if not isinstance(tree, dict) or PRESET_BASE_KEY not in tree:
-            break
-        if hparams_file in seen:
-            raise DataError(f"presets extend each other in a cycle through {hparams_file}")
-        seen.add(hparams_file)
-        base = os.path.normpath(os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY))))
-        if not os.path.isfile(base):
-            raise DataError(f"{PRESET_BASE_KEY}: {base} does not exist", hparams_file)
-        layers.append(tree)
-        hparams_file = base
+    hparams_file, presets = preset_chain(hparams_path)
+    layers = ([copy.deepcopy(overrides)] if overrides else []) + presets
     merged: Dict = {}
     for layer in reversed(layers):  # the base-most preset first, the given overrides last
         recursive_update(merged, layer)
     return hparams_file, _dump_yaml(merged)
+
+
+def print_help(argv: Sequence[str], usage: str, default_hparams: Optional[str]) -> None:
+    """Prints the recipe's ``--help`` (:mod:`speechbrain_dino.recipe_help`): the YAML is
+    ``argv[0]`` when given, else ``default_hparams``."""
+    hparams_name = argv[0] if argv and not argv[0].startswith("-") else default_hparams
+    settings, base_name = [], ""
+    if hparams_name is not None:
+        base, presets = preset_chain(find_hparams(hparams_name))
+        settings = top_level_settings(_read_yaml(base), presets)
+        base_name = os.path.relpath(base, HPARAMS_FOLDER) if presets else ""
+    print(help_text(os.path.basename(sys.argv[0]), usage, hparams_name, settings, base_name))
 
 
 def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str, Dict[str, Any]]:
@@ -196,9 +223,12 @@ def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, st
 
 
 def load_recipe(
-    argv: Sequence[str], required: Sequence[str] = ()
+    argv: Sequence[str], required: Sequence[str] = (), usage: str = "", default_hparams: Optional[str] = None
 ) -> Tuple[str, Dict, str, Dict]:
     """``sb.parse_arguments`` + ``ddp_init_group`` + ``load_hyperpyyaml``, with clear errors.
+
+    With ``-h`` / ``--help`` anywhere in ``argv``, prints the recipe's help (:func:`print_help`)
+    and exits 0 instead.
 
     Arguments
     ---------
@@ -208,6 +238,10 @@ def load_recipe(
     required : sequence of str
         Keys that must be set (typically paths such as ``train_csv``); an empty or null value is an
         error telling which ``--key=`` to pass.
+    usage : str
+        What the recipe does and how to call it (its module docstring), for ``--help``.
+    default_hparams : str, optional
+        The YAML whose settings ``--help`` shows when ``argv`` names none.
 
     Returns
     -------
@@ -215,6 +249,9 @@ def load_recipe(
         ``hparams_file`` and ``overrides`` with presets resolved (what
         ``sb.create_experiment_directory`` should save).
     """
+    if any(arg in ("-h", "--help") for arg in argv):
+        print_help(argv, usage, default_hparams)
+        sys.exit(0)
     if not argv or argv[0].startswith("-"):
         raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
     hparams_path = find_hparams(argv[0])
@@ -232,6 +269,20 @@ def data_replacements(hparams: Dict[str, Any]) -> Optional[Dict[str, str]]:
     """``{"data_root": DIR}`` when the YAML sets ``data_root`` (``$data_root`` in manifest paths)."""
     data_root = hparams.get("data_root")
     return {"data_root": os.fspath(data_root)} if data_root else None
+
+
+def trial_validator(hparams: Dict[str, Any]) -> Optional[TrialValidator]:
+    """The validation of a training YAML with ``valid_csv`` and ``valid_trials`` set (None without):
+    its EER every epoch, and the decision threshold the export records."""
+    if not (hparams.get("valid_csv") and hparams.get("valid_trials")):
+        return None
+    return TrialValidator(
+        hparams["valid_csv"],
+        hparams["valid_trials"],
+        sample_rate=hparams["sample_rate"],
+        resample=hparams["resample"],
+        replacements=data_replacements(hparams),
+    )
 
 
 def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
@@ -261,7 +312,9 @@ def fit_and_export(
     ---------
     hparams : dict
         A training YAML: ``brain_class``, ``modules``, ``opt_class``, ``checkpointer``,
-        ``epoch_counter``, ``train_dataloader_opts``, ``output_folder``.
+        ``epoch_counter``, ``train_dataloader_opts``, ``output_folder``; with ``valid_csv`` and
+        ``valid_trials``, the validation EER every epoch and the export's decision threshold
+        (:func:`trial_validator`).
     run_opts : dict
         SpeechBrain run options (device, DDP, precision, checkpoint interval...).
     train_data : DynamicItemDataset
@@ -276,6 +329,7 @@ def fit_and_export(
     """
     for name, module in (recoverables or {}).items():
         hparams["checkpointer"].add_recoverable(name, module)
+    hparams["validator"] = trial_validator(hparams)
     brain = hparams["brain_class"](
         modules={**hparams["modules"], **(modules or {})},
         opt_class=hparams["opt_class"],

@@ -26,13 +26,20 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from speechbrain_dino.console import StageConsole
 from speechbrain_dino.errors import PathLike, StageFailed
 from speechbrain_dino.memory import PeakMemoryMonitor
-from speechbrain_dino.pseudo_labels.outputs import outputs_exist
+from speechbrain_dino.pseudo_labels.outputs import outputs_exist, read_report
+from speechbrain_dino.stage_summaries import (
+    emotion_summary,
+    pseudo_label_summary,
+    training_summary,
+    verification_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,10 @@ logger = logging.getLogger(__name__)
 RECIPES_PACKAGE = "speechbrain_dino.recipes"
 #: The file every evaluation recipe writes.
 RESULTS_FILE = "results.json"
+#: The file in a stage's output folder that receives everything the stage prints.
+STAGE_LOG = "stage_output.log"
+#: Lines of a failed stage's log shown on the console when its output was not streamed.
+FAILED_TAIL_LINES = 15
 #: Keys of a verification ``results.json`` that are not the main system's raw metrics.
 _NOT_RAW_METRICS = ("normalisation", "as_norm", "baselines")
 
@@ -64,37 +75,77 @@ def override_args(overrides: Optional[Mapping[str, Any]]) -> List[str]:
 
 
 def run_recipe(
-    recipe: str, hparams_file: PathLike, overrides: Mapping[str, Any], name: str, *extra_args: str
+    recipe: str, hparams_file: PathLike, overrides: Mapping[str, Any], name: str, *extra_args: str,
+    log_path: Optional[PathLike] = None, stream: bool = True,
 ) -> StageUsage:
     """Runs the recipe module ``recipe`` (e.g. ``"train_dino"``) with ``hparams_file`` and overrides.
 
-    The stage's console output goes to the terminal as it runs (progress bars included). Its wall
-    time and peak memory (the recipe process's own high-water mark, sampled while it runs, see
-    :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are logged and
-    returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
+    The stage's console output (progress bars included) is appended to ``log_path`` when given,
+    and also goes to the terminal as it runs when ``stream`` (``log_path=None``: the terminal
+    only). Its wall time and peak memory (the recipe process's own high-water mark, sampled while
+    it runs, see :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are
+    logged and returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
 
     Raises
     ------
     StageFailed
-        The recipe's process exited with an error.
+        The recipe's process exited with an error (the end of its log is printed first when it was
+        not streamed).
     """
     command = [
         sys.executable, "-m", f"{RECIPES_PACKAGE}.{recipe}", os.fspath(hparams_file),
         *override_args(overrides), *extra_args,
     ]
     logger.info("stage %s: %s", name, " ".join(command))
-    print(f"\n=== {name} ===", flush=True)
     start = time.perf_counter()
-    process = subprocess.Popen(command)
+    if log_path is None:
+        print(f"\n=== {name} ===", flush=True)
+        returncode, peak_gb = _run_process(command, None, stream=True)
+    else:
+        log_path = os.fspath(log_path)
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        with open(log_path, "ab") as log:
+            log.write(f"$ {' '.join(command)}\n".encode())
+            log.flush()
+            returncode, peak_gb = _run_process(command, log, stream)
+    usage = StageUsage(time.perf_counter() - start, peak_gb)
+    if returncode != 0:
+        if log_path is not None and not stream:
+            print(log_tail(log_path, FAILED_TAIL_LINES), file=sys.stderr, flush=True)
+        raise StageFailed(name, returncode, command, log_path)
+    logger.info("stage %s: %.1f min, peak memory %.2f GB", name, usage.seconds / 60, usage.peak_rss_gb)
+    return usage
+
+
+def _run_process(command: Sequence[str], log: Optional[BinaryIO], stream: bool) -> Tuple[int, float]:
+    """Runs ``command`` with its output to ``log`` (a binary file; None: the terminal only) and,
+    when ``stream``, to the terminal as well; returns its exit status and peak memory (GB)."""
+    if log is None:
+        process = subprocess.Popen(command)
+    else:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE if stream else log, stderr=subprocess.STDOUT)
     with PeakMemoryMonitor(process.pid) as memory:
+        if log is not None and stream:
+            terminal = getattr(sys.stdout, "buffer", None)
+            for chunk in iter(lambda: os.read(process.stdout.fileno(), 1 << 16), b""):
+                log.write(chunk)
+                if terminal is not None:
+                    terminal.write(chunk)
+                    terminal.flush()
+                else:
+                    print(chunk.decode(errors="replace"), end="", flush=True)
+            process.stdout.close()
         _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     peak_gb = memory.peak_gb if memory.peak_gb is not None else rusage.ru_maxrss / 2**20
-    usage = StageUsage(time.perf_counter() - start, peak_gb)
-    if process.returncode != 0:
-        raise StageFailed(name, process.returncode, command)
-    logger.info("stage %s: %.1f min, peak memory %.2f GB", name, usage.seconds / 60, usage.peak_rss_gb)
-    return usage
+    return process.returncode, peak_gb
+
+
+def log_tail(path: PathLike, lines: int) -> str:
+    """The last ``lines`` lines of a stage log (progress-bar redraws reduced to their last state)."""
+    with open(os.fspath(path), encoding="utf-8", errors="replace") as fin:
+        text = [line.rsplit("\r", 1)[-1] for line in fin.read().rstrip("\n").split("\n")]
+    return "\n".join(text[-lines:])
 
 
 def pretrained_folder(training_folder: PathLike) -> str:
@@ -158,6 +209,10 @@ def read_emotion(folder: PathLike, system: str) -> Dict[str, Dict[str, Any]]:
 class StageRunner:
     """Runs the stages, skipping those whose outputs exist, and reports what each run cost.
 
+    Each stage's output is appended to :data:`STAGE_LOG` in its output folder; the console prints
+    one line as a stage starts and one as it ends (or is skipped), with its key number
+    (:mod:`speechbrain_dino.stage_summaries`).
+
     Arguments
     ---------
     run_options : sequence of str
@@ -166,6 +221,8 @@ class StageRunner:
         Overrides given to every stage (e.g. ``{"data_root": "/data"}``).
     on_usage : callable, optional
         Called as ``on_usage(name, StageUsage)`` after each stage that ran (not after a skip).
+    console : StageConsole, optional
+        The progress lines (default: no plan, the stages' output streamed to the terminal too).
     """
 
     def __init__(
@@ -173,27 +230,39 @@ class StageRunner:
         run_options: Sequence[str] = (),
         shared_overrides: Optional[Mapping[str, Any]] = None,
         on_usage: Optional[Callable[[str, StageUsage], None]] = None,
+        console: Optional[StageConsole] = None,
     ) -> None:
         self.run_options = [str(option) for option in run_options]
         self.shared_overrides = dict(shared_overrides or {})
         self.on_usage = on_usage
+        self.console = console if console is not None else StageConsole(verbose=True)
 
     def run(self, recipe: str, hparams_file: PathLike, overrides: Mapping[str, Any], name: str) -> StageUsage:
-        """:func:`run_recipe` with the shared overrides and run options; reports the cost."""
-        usage = run_recipe(recipe, hparams_file, {**self.shared_overrides, **overrides}, name, *self.run_options)
+        """:func:`run_recipe` with the shared overrides and run options, its output logged into
+        ``overrides["output_folder"]``; reports the cost."""
+        overrides = {**self.shared_overrides, **overrides}
+        usage = run_recipe(
+            recipe, hparams_file, overrides, name, *self.run_options,
+            log_path=os.path.join(os.fspath(overrides["output_folder"]), STAGE_LOG), stream=self.console.verbose,
+        )
         if self.on_usage is not None:
             self.on_usage(name, usage)
         return usage
 
     def run_unless_done(
         self, done: bool, recipe: str, hparams_file: PathLike, inputs: Mapping[str, Any],
-        overrides: Optional[Mapping[str, Any]], name: str,
+        overrides: Optional[Mapping[str, Any]], name: str, summary: Callable[[], str],
     ) -> None:
-        """Runs ``recipe`` with the stage's ``inputs`` (paths, names) and the caller's ``overrides``
-        on top, unless ``done``."""
-        if not done:
-            stage = {key: _plain_path(value) for key, value in inputs.items()}
-            self.run(recipe, hparams_file, {**stage, **(overrides or {})}, name)
+        """Runs ``recipe`` with the stage's ``inputs`` (paths, names, ``output_folder``) and the
+        caller's ``overrides`` on top, unless ``done``; ``summary()`` is the key number of its
+        outputs for the console."""
+        if done:
+            self.console.stage_skipped(name, summary())
+            return
+        self.console.stage_started(name)
+        stage = {key: _plain_path(value) for key, value in inputs.items()}
+        usage = self.run(recipe, hparams_file, {**stage, **(overrides or {})}, name)
+        self.console.stage_finished(name, recipe, usage.seconds, summary())
 
     def trained(
         self, recipe: str, hparams_file: PathLike, inputs: Mapping[str, Any], overrides: Optional[Mapping[str, Any]],
@@ -202,7 +271,9 @@ class StageRunner:
         """A training stage: runs ``recipe`` unless its ``output_folder`` has exported ``pretrained/``,
         which it returns."""
         folder = inputs["output_folder"]
-        self.run_unless_done(training_done(folder), recipe, hparams_file, inputs, overrides, name)
+        self.run_unless_done(
+            training_done(folder), recipe, hparams_file, inputs, overrides, name, lambda: training_summary(folder)
+        )
         return pretrained_folder(folder)
 
     def train_dino(self, hparams_file: PathLike, train_csv: PathLike, folder: PathLike,
@@ -217,7 +288,10 @@ class StageRunner:
         """Clusters ``train_csv`` with the encoder ``pretrained`` into ``folder``; returns ``folder``
         (:func:`~speechbrain_dino.pseudo_labels.outputs.labels_path` is the labelled manifest)."""
         inputs = {"pretrained_path": pretrained, "train_csv": train_csv, "output_folder": folder}
-        self.run_unless_done(outputs_exist(folder), "pseudo_label", hparams_file, inputs, overrides, name)
+        self.run_unless_done(
+            outputs_exist(folder), "pseudo_label", hparams_file, inputs, overrides, name,
+            lambda: pseudo_label_summary(read_report(folder)),
+        )
         return os.fspath(folder)
 
     def train_aam(self, hparams_file: PathLike, train_csv: PathLike, init_from: PathLike, folder: PathLike,
@@ -235,8 +309,10 @@ class StageRunner:
         returns :func:`read_verification` of the folder."""
         inputs = {"pretrained_path": pretrained, "test_csv": test_csv, "trials": trials, "cohort_csv": cohort_csv}
         inputs.update(output_folder=folder, system_name=system, baselines=list(baselines))
-        name = name or f"{system}: verification"
-        self.run_unless_done(results_exist(folder), "eval_verification", hparams_file, inputs, overrides, name)
+        self.run_unless_done(
+            results_exist(folder), "eval_verification", hparams_file, inputs, overrides,
+            name or f"{system}: verification", lambda: verification_summary(read_verification(folder, system)),
+        )
         return read_verification(folder, system)
 
     def emotion(
@@ -248,7 +324,7 @@ class StageRunner:
         inputs = {"pretrained_path": pretrained, "data_csv": data_csv, "output_folder": folder, "system_name": system}
         self.run_unless_done(
             results_exist(folder), "eval_emotion", hparams_file, {**inputs, "baselines": list(baselines)}, overrides,
-            name or f"{system}: emotion",
+            name or f"{system}: emotion", lambda: emotion_summary(read_emotion(folder, system)),
         )
         return read_emotion(folder, system)
 

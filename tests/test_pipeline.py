@@ -1,5 +1,5 @@
-"""The chained pipeline: a run killed during round 1 resumes and ends with the same table; a failed
-stage is reported in one line."""
+"""The chained pipeline: its console (one line per stage start and end, the table last), a run
+killed during round 1 resumes and ends with the same table; a failed stage is reported in one line."""
 import json
 import os
 import signal
@@ -44,11 +44,32 @@ def run(output, **kwargs):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
 
 
+STAGES = ["DINO pretraining", "DINO: verification", "DINO: emotion", "round 1: pseudo-labels",
+          "round 1: AAM fine-tuning", "round 1: verification", "round 1: emotion"]
+
+
+def check_console(output, folder):
+    """Short, every stage named as it starts and ends, stage output in log files, the table last."""
+    lines = output.strip().splitlines()
+    assert len(lines) <= 45, output
+    for index, name in enumerate(STAGES, start=1):
+        assert f"[{index}/7] {name} ..." in lines
+        end = [line for line in lines if line.startswith(f"[{index}/7] {name}: ")]
+        assert len(end) == 1 and " | elapsed " in end[0], output
+    assert "| loss " in output and "| EER DINO " in output and "| micro-F1 round 1 " in output
+    assert "| NMI " in output
+    assert "Going into epoch" not in output  # stage output goes to the logs, not the terminal
+    assert "train loss" in (folder / "dino" / "stage_output.log").read_text()
+    assert "*/stage_output.log" in output and "dino_eval/verification/det.png" in output
+    assert lines[-7] == "| system | EER % | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
+    assert lines[-3].startswith("| round 1 |") and lines[-1].startswith("Systems: mfcc_stats = ")
+
+
 def test_pipeline_killed_in_round_one_resumes_to_the_same_table(tmp_path):
     straight = run(tmp_path / "straight")
     output = straight.communicate(timeout=600)[0]
     assert straight.returncode == 0, output[-3000:]
-    assert "| round 1 |" in output and "| DINO |" in output and "| mfcc_stats |" in output
+    check_console(output, tmp_path / "straight")
 
     killed = tmp_path / "killed"
     process = run(killed)
@@ -63,7 +84,7 @@ def test_pipeline_killed_in_round_one_resumes_to_the_same_table(tmp_path):
     resumed = run(killed)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output[-3000:]
-    assert "DINO pretraining ===" not in output  # finished stages are skipped
+    assert "[1/7] DINO pretraining: done before | loss " in output  # finished stages are skipped
     first = json.loads((tmp_path / "straight" / "results.json").read_text())
     second = json.loads((killed / "results.json").read_text())
     assert second == first
@@ -83,4 +104,6 @@ def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_pat
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: stage DINO pretraining failed (exit 2); rerun the pipeline")
+    message = capsys.readouterr().err
+    assert message.startswith("error: stage DINO pretraining failed (exit 2); its output is in ")
+    assert "stage_output.log; rerun the pipeline" in message

@@ -72,8 +72,7 @@ def prepare_folder(
     def scan(folder: str, scan_report: ScanReport) -> List[Utterance]:
         def label(path: str) -> Utterance:
             relative = os.path.relpath(path, folder).replace(os.sep, "/")
-            utt_id = os.path.splitext(relative)[0].replace("/", "--")
-            return Utterance(utt_id, path, {"spk_id": speaker_of(relative)})
+            return Utterance(relative_id(relative), path, {"spk_id": speaker_of(relative)})
 
         return label_files(find_audio(folder), label, scan_report)
 
@@ -89,6 +88,11 @@ def prepare_folder(
         min_duration,
         skip_invalid,
     )
+
+
+def relative_id(relative: str) -> str:
+    """The utterance ID of a path relative to the tree (``/`` separated): ``spk1/a.wav`` → ``spk1--a``."""
+    return os.path.splitext(relative)[0].replace("/", "--")
 
 
 def _speaker_rule(speaker: str, speaker_regex: Optional[str]) -> Callable[[str], str]:

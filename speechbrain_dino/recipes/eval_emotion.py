@@ -26,7 +26,9 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 @exit_on_data_error
 def main(argv):
     """Builds the folds, evaluates the encoder and the baselines, writes the results."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("pretrained_path", "data_csv"))
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, required=("pretrained_path", "data_csv"), usage=__doc__, default_hparams="hparams/emotion.yaml"
+    )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(
         hparams["data_csv"], required=("ID", "duration", "wav", "spk_id", "emotion"),

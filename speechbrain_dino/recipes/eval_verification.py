@@ -24,7 +24,7 @@ from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, 
 def main(argv):
     """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "test_csv", "trials")
+        argv, required=("pretrained_path", "test_csv", "trials"), usage=__doc__, default_hparams="hparams/verification.yaml"
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)

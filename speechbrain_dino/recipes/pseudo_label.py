@@ -32,7 +32,9 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 @exit_on_data_error
 def main(argv):
     """Embeds the training manifest, clusters it, writes pseudo-labels and the report."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("pretrained_path", "train_csv"))
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, required=("pretrained_path", "train_csv"), usage=__doc__, default_hparams="hparams/pseudo_label.yaml"
+    )
     output = hparams["output_folder"]
     if outputs_exist(output):
         print(f"pseudo-labels | already done: {labels_path(output)}")

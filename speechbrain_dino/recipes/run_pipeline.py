@@ -9,31 +9,43 @@ With the demo YAML it first generates the synthetic corpus and splits it by spea
 speakers for pretraining and pseudo-labelling (labels never used), held-out speakers for the
 verification trials and the emotion folds. Each stage runs in its own subfolder (see
 :mod:`speechbrain_dino.pipeline`); rerunning skips finished stages and resumes an interrupted one.
-Prints the results table at the end and writes it to ``results.md`` / ``results.json``.
+The terminal shows one line per stage as it starts and ends (its wall time and key number, the
+elapsed time and an estimate of what remains); each stage's full output goes to
+``stage_output.log`` in its folder, and ``--verbose`` streams it to the terminal too. Prints where
+the outputs are and the results table at the end, and writes it to ``results.md`` / ``results.json``.
 """
-import os
 import sys
 
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_dino.console import quiet_terminal_logging
 from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+
+#: The flag that streams every stage's output (the YAML's ``verbose``; a bare flag means true).
+VERBOSE_FLAG = "--verbose"
 
 
 @exit_on_data_error
 def main(argv):
-    """Prepares the data (demo), runs every stage, prints the table."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv)
+    """Prepares the data (demo), runs every stage, prints where the outputs are and the table."""
+    argv = [f"{VERBOSE_FLAG}=True" if arg == VERBOSE_FLAG else arg for arg in argv]
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, usage=__doc__, default_hparams="hparams/demo/pipeline.yaml"
+    )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
+    if not hparams.get("verbose"):
+        quiet_terminal_logging()
     if hparams.get("synthetic"):
         run_on_main(
             prepare_synthetic_data,
             args=[hparams["output_folder"], hparams["synthetic"], hparams["heldout_speakers"], hparams["seed"],
                   hparams["trials_cross"]],
         )
-    table = Pipeline(hparams).run()
-    print("\nResults (" + os.path.join(hparams["output_folder"], "results.md") + ")\n")
+    pipeline = Pipeline(hparams)
+    table = pipeline.run()
+    print("\n" + "\n".join(pipeline.locations()) + "\n")
     print(table)
 
 

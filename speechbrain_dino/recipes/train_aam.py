@@ -47,7 +47,9 @@ def dataio_prep(hparams, rows):
 @exit_on_data_error
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, required=("train_csv", "init_from"), usage=__doc__, default_hparams="hparams/train_aam.yaml"
+    )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = labelled_rows(hparams["train_csv"], data_replacements(hparams))
     models = FineTuneModels.from_pretrained(

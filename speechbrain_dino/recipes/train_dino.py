@@ -20,7 +20,6 @@ from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_manifest
 from speechbrain_dino.export import Architecture
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
-from speechbrain_dino.verification.validation import TrialValidator
 
 
 def dataio_prep(hparams):
@@ -36,17 +35,11 @@ def dataio_prep(hparams):
 @exit_on_data_error
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv",))
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml"
+    )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     train_data = dataio_prep(hparams)
-    if hparams.get("valid_csv") and hparams.get("valid_trials"):
-        hparams["validator"] = TrialValidator(
-            hparams["valid_csv"],
-            hparams["valid_trials"],
-            sample_rate=hparams["sample_rate"],
-            resample=hparams["resample"],
-            replacements=data_replacements(hparams),
-        )
     architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module)
     metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
     fit_and_export(hparams, run_opts, train_data, architecture, metadata)

@@ -2,19 +2,22 @@
 
 A :class:`TrialValidator` is built once from a small manifest and trial list; each call embeds the
 manifest with the modules it is given (the teacher backbone during DINO) and scores the trials by
-cosine similarity. It costs one extraction pass over the validation set per epoch.
+cosine similarity. It costs one extraction pass over the validation set per epoch. At the end of
+training it also gives the decision threshold at the EER point (:meth:`TrialValidator.eer_threshold`),
+which the exported model records.
 """
 from __future__ import annotations
 
 from typing import Dict, Mapping, Optional
 
+import numpy as np
 import torch
 
 from speechbrain_dino.embeddings import embed_segments, plan_segments
 from speechbrain_dino.errors import PathLike
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.verification.scoring import cosine_scores
-from speechbrain_dino.verification.metrics import verification_metrics
+from speechbrain_dino.verification.metrics import equal_error_rate, error_counts, verification_metrics
 from speechbrain_dino.verification.trials import read_trials
 
 
@@ -57,14 +60,9 @@ class TrialValidator:
         self.resample = resample
         self.max_batch_seconds = max_batch_seconds
 
-    def __call__(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> Dict[str, float]:
-        """Embeds the validation set with ``modules`` (in eval mode) and returns its metrics.
-
-        Returns
-        -------
-        dict
-            ``EER`` (percent), ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``, ...
-        """
+    def scores(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> np.ndarray:
+        """Embeds the validation set with ``modules`` (in eval mode, restored after) and returns the
+        ``[M]`` cosine scores of the trials."""
         was_training = {name: module.training for name, module in modules.items()}
         for module in modules.values():
             module.eval()
@@ -82,5 +80,18 @@ class TrialValidator:
         finally:
             for name, module in modules.items():
                 module.train(was_training[name])
-        scores = cosine_scores(vectors, self.trials.enrol, self.trials.test)
-        return verification_metrics(scores, self.trials.labels)
+        return cosine_scores(vectors, self.trials.enrol, self.trials.test)
+
+    def __call__(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> Dict[str, float]:
+        """The validation metrics of ``modules``.
+
+        Returns
+        -------
+        dict
+            ``EER`` (percent), ``minDCF_0.01``, ``minDCF_0.05``, ``n_trials``, ...
+        """
+        return verification_metrics(self.scores(modules, device), self.trials.labels)
+
+    def eer_threshold(self, modules: Mapping[str, torch.nn.Module], device: torch.device) -> float:
+        """The cosine threshold at the EER point of the trials (accept a pair scoring above it)."""
+        return equal_error_rate(error_counts(self.scores(modules, device), self.trials.labels))[1]

@@ -235,13 +235,16 @@ class EncoderBrain(sb.Brain):
         validator = getattr(self.hparams, "validator", None)
         if validator is None or not if_main_process():
             return {}
-        modules = {
+        metrics = validator(self.embedding_modules(), self.device)
+        return {key: metrics[key] for key in ("EER", "minDCF_0.01")}
+
+    def embedding_modules(self) -> Dict[str, nn.Module]:
+        """The front end and :meth:`exported_encoder`: what an exported model embeds with."""
+        return {
             "compute_features": self.modules.compute_features,
             "mean_var_norm": self.modules.mean_var_norm,
             "embedding_model": self.exported_encoder(),
         }
-        metrics = validator(modules, self.device)
-        return {key: metrics[key] for key in ("EER", "minDCF_0.01")}
 
     # ---------------------------------------------------------------- export
     def exported_encoder(self) -> nn.Module:
@@ -252,8 +255,12 @@ class EncoderBrain(sb.Brain):
     def export(self, folder: str, architecture: Architecture, metadata: Optional[dict] = None) -> str:
         """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``.
 
-        ``architecture`` describes :meth:`exported_encoder` (what re-creates it).
+        ``architecture`` describes :meth:`exported_encoder` (what re-creates it). With a
+        ``validator``, the folder also records the decision threshold at the EER point of its
+        trials, scored with the exported encoder.
         """
         info = {"stage": type(self).__name__, "optimizer_steps": self.optimizer_step}
         info.update(metadata or {})
-        return export_pretrained(folder, self.exported_encoder(), architecture, metadata=info)
+        validator = getattr(self.hparams, "validator", None)
+        threshold = None if validator is None else validator.eer_threshold(self.embedding_modules(), self.device)
+        return export_pretrained(folder, self.exported_encoder(), architecture, metadata=info, threshold=threshold)
