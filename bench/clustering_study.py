@@ -45,6 +45,12 @@ SETTINGS = {
 }
 
 
+def shown_arguments(argv: Sequence[str]) -> List[str]:
+    """The arguments with encoder folders (outside the repository) shown as ``<folder>``."""
+    return [item.split("=", 1)[0] + "=<folder>" if "=" in item and os.path.isabs(item.split("=", 1)[1]) else item
+            for item in argv]
+
+
 def split_and_merge(truth: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """Over the kept rows (label >= 0): clusters per true speaker and speakers per cluster (means)."""
     kept = labels >= 0
@@ -146,7 +152,7 @@ def main(argv: Sequence[str] = None) -> None:
     figure = size_figure(all_results, truth, os.path.join(REPO, "bench", "results", "figures",
                                                           f"clustering_sizes_{args.pool}.png"))
     lines = [
-        f"Command: `python bench/clustering_study.py {' '.join(sys.argv[1:] if argv is None else argv)}`  ",
+        f"Command: `python bench/clustering_study.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
         f"Date: {datetime.date.today().isoformat()}; machine: {machine()}  ",
         f"Pool: {args.pool} ({len(rows)} utterances, {len(set(truth))} speakers); seed 0. "
         "True speakers used only for scoring.",

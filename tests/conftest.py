@@ -1,4 +1,4 @@
-"""Shared fixtures: small generated audio only (the tests never read ../shared/data)."""
+"""Shared fixtures: small generated audio only (the tests never read the benchmark corpora)."""
 from __future__ import annotations
 
 import os

@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def shared_data(tmp_path, tone_writer):
-    """A fabricated ../shared/data: RAVDESS actors 15-18 (4 files each), 8 LibriSpeech readers."""
+    """A fabricated benchmark data folder: RAVDESS actors 15-18 (4 files each), 8 LibriSpeech readers."""
     root = tmp_path / "shared"
     for actor in (15, 16, 17, 18):
         for emotion, sentence in (("01", "01"), ("03", "01"), ("03", "02"), ("05", "02")):
