@@ -128,6 +128,17 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
 
+def command_line(argv: Sequence[str]) -> str:
+    """The arguments as a reader can retype them: encoder folders (outside the repository) shown
+    as ``<folder>``, names with spaces quoted."""
+    shown = []
+    for argument in argv:
+        if "=" in argument and os.path.isabs(argument.split("=", 1)[1]):
+            argument = argument.split("=", 1)[0] + "=<folder>"
+        shown.append(f'"{argument}"' if " " in argument else argument)
+    return " ".join(shown)
+
+
 def learning_curve(train_log: str) -> List[Tuple[int, float]]:
     """(optimiser steps, validation EER) per epoch of a training log."""
     points = []
@@ -174,7 +185,7 @@ def results_table(rows: Sequence[Dict], systems: Mapping[str, System], step_seco
             if seconds:
                 speed = f"{seconds:.2f}" + (f" ({seconds / paper:.2f}x)" if paper else "")
         body.append([row["system"], cost, speed, *(f"{row[key]:.2f}" for key in EVAL_SETS),
-                     f"{row['rankme']:.1f}", f"{row['dims_99']:.0f}"])
+                     *("-" if row[key] != row[key] else f"{row[key]:.{digits}f}" for key, digits in (("rankme", 1), ("dims_99", 0)))])
     return markdown_table(header, body)
 
 
@@ -227,7 +238,7 @@ def main() -> None:
     figure = curves_figure(curves, os.path.join(FIGURES, f"{tag}_curves.png"),
                            f"Development EER during training ({tag.split('_', 1)[1]} per system)")
     header = [
-        f"Command: `python bench/objectives.py {' '.join(sys.argv[1:])}`  ",
+        f"Command: `python bench/objectives.py {command_line(sys.argv[1:])}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
         f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
         ("Encoders trained elsewhere on the study pool (named by their settings)" if args.pretrained else
