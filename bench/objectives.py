@@ -83,8 +83,11 @@ class ObjectivesStudy(Study):
         base = {"train_csv": self.data.pretrain_csv, **overrides}
         if init_from:
             base["init_from"] = init_from
-        self.calibrate(key, "train_dino", hparams_file, base)
-        epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
+        self.calibrate(key, "train_dino", hparams_file, base)  # the step time, for the speed column
+        if self.args.epochs:  # an equal number of steps instead of equal minutes
+            epochs = max(1, round(self.args.epochs * budget_share))
+        else:
+            epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
         folder = self.folder(key)
         run = {**base, "number_of_epochs": epochs, "valid_csv": self.data.dev_csv, "valid_trials": self.data.dev_trials}
         run.pop("train_csv")
@@ -123,6 +126,17 @@ class ObjectivesStudy(Study):
 def slug(name: str) -> str:
     """A folder name for a system name."""
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The arguments as a reader can retype them: encoder folders (outside the repository) shown
+    as ``<folder>``, names with spaces quoted."""
+    shown = []
+    for argument in argv:
+        if "=" in argument and os.path.isabs(argument.split("=", 1)[1]):
+            argument = argument.split("=", 1)[0] + "=<folder>"
+        shown.append(f'"{argument}"' if " " in argument else argument)
+    return " ".join(shown)
 
 
 def learning_curve(train_log: str) -> List[Tuple[int, float]]:
@@ -171,18 +185,25 @@ def results_table(rows: Sequence[Dict], systems: Mapping[str, System], step_seco
             if seconds:
                 speed = f"{seconds:.2f}" + (f" ({seconds / paper:.2f}x)" if paper else "")
         body.append([row["system"], cost, speed, *(f"{row[key]:.2f}" for key in EVAL_SETS),
-                     f"{row['rankme']:.1f}", f"{row['dims_99']:.0f}"])
+                     *("-" if row[key] != row[key] else f"{row[key]:.{digits}f}" for key, digits in (("rankme", 1), ("dims_99", 0)))])
     return markdown_table(header, body)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=float, default=5.0, help="minutes per training run")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train every system this many epochs of the pool instead (equal steps; for a "
+                             "machine shared with other work, where measured step times are not the systems' own)")
     parser.add_argument("--systems", nargs="*", default=None,
                         help=f"systems to run (default all): {', '.join([*SYSTEMS, *WARM_STARTS])}")
     parser.add_argument("--output_folder", default=None, help="default bench/work/objectives_<budget>min")
+    parser.add_argument("--pretrained", nargs="*", default=None, metavar="NAME=FOLDER",
+                        help="evaluate these exported encoders (trained elsewhere on the study pool) instead of training")
     args = parser.parse_args()
-    tag = f"objectives_{args.budget:g}min"
+    tag = f"objectives_{args.epochs}epochs" if args.epochs else f"objectives_{args.budget:g}min"
+    if args.pretrained:
+        tag = "objectives_pretrained"
     args.output_folder = args.output_folder or os.path.join(REPO, "bench", "work", tag)
     args.gpu = False
     chosen = args.systems or [*SYSTEMS, *WARM_STARTS]
@@ -193,7 +214,10 @@ def main() -> None:
     study = ObjectivesStudy(args)
     study.data = prepare_study_data(SHARED_DATA, study.folder("data"))
     trained: Dict[str, System] = {}
-    for name in chosen:
+    for item in args.pretrained or []:
+        name, folder = item.split("=", 1)
+        trained[name] = System(name, folder)
+    for name in ([] if args.pretrained else chosen):
         if name in SYSTEMS:
             trained[name] = study.train(name, *SYSTEMS[name])
         else:
@@ -209,15 +233,18 @@ def main() -> None:
     rows += [study.row(system) for system in trained.values()]
     with open(study.folder("rows.json"), "w", encoding="utf-8") as fout:
         json.dump(rows, fout, indent=1)
-    curves = {name: learning_curve(os.path.join(study.folder(slug(name)), "train_log.txt")) for name in trained}
+    curves = {name: learning_curve(os.path.join(os.path.dirname(system.pretrained), "train_log.txt"))
+              for name, system in trained.items()}
     figure = curves_figure(curves, os.path.join(FIGURES, f"{tag}_curves.png"),
-                           f"Development EER during training ({args.budget:g} min per system)")
+                           f"Development EER during training ({tag.split('_', 1)[1]} per system)")
     header = [
-        f"Command: `python bench/objectives.py {' '.join(sys.argv[1:])}`  ",
+        f"Command: `python bench/objectives.py {command_line(sys.argv[1:])}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
         f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
-        f"Budget {args.budget:g} min of training per system, planned in steps from each system's measured step "
-        "time; seeds 1986 (training), 0 (trials). Effective rank: of the 250 held-out speechocean762 embeddings.",
+        ("Encoders trained elsewhere on the study pool (named by their settings)" if args.pretrained else
+         f"Budget {args.epochs} epochs of the pool per system (equal steps)" if args.epochs else
+         f"Budget {args.budget:g} min of training per system, planned in steps from each system's measured step time")
+        + "; seeds 1986 (training), 0 (trials). Effective rank: of the 250 held-out speechocean762 embeddings.",
         "",
     ]
     block = "\n".join(header + results_table(rows, trained, study.step_seconds)
