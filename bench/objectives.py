@@ -236,7 +236,8 @@ def main() -> None:
     curves = {name: learning_curve(os.path.join(os.path.dirname(system.pretrained), "train_log.txt"))
               for name, system in trained.items()}
     figure = curves_figure(curves, os.path.join(FIGURES, f"{tag}_curves.png"),
-                           f"Development EER during training ({tag.split('_', 1)[1]} per system)")
+                           "Development EER during training"
+                           + ("" if args.pretrained else f" ({tag.split('_', 1)[1]} per system)"))
     header = [
         f"Command: `python bench/objectives.py {command_line(sys.argv[1:])}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
