@@ -64,6 +64,27 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert resumed_log[-1] == straight_log[-1]
 
 
+def test_resume_from_an_end_of_epoch_checkpoint_logs_the_epochs_own_loss(tmp_path, monkeypatch):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
+    run_recipe(train_csv, tmp_path / "straight", "--number_of_epochs=2")
+    original = DINOBrain.on_fit_batch_end
+    steps = {"done": 0}
+
+    def kill_in_the_second_epoch(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        steps["done"] += 1
+        if steps["done"] == 4:  # only the end-of-epoch checkpoint of epoch 1 exists
+            raise Killed()
+
+    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_in_the_second_epoch)
+    with pytest.raises(Killed):
+        run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2")
+    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", original)
+    run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2")
+    straight_log = (tmp_path / "straight" / "train_log.txt").read_text().splitlines()
+    assert (tmp_path / "killed" / "train_log.txt").read_text().splitlines()[-1] == straight_log[-1]
+
+
 def failure_report(stderr: str) -> str:
     """The lines of a failed torchrun that say why (per-rank errors), then its last lines."""
     causes = [line for line in stderr.splitlines()

@@ -4,9 +4,10 @@ Every Brain here trains an utterance encoder (SpeechBrain's ECAPA-TDNN by defaul
 Fbank -> sentence mean normalisation -> encoder -> ``[B, 1, D]`` embedding. :class:`EncoderBrain`
 holds what all of them need: feature extraction and augmentation, the per-step LR / weight-decay
 schedule, per-epoch statistics, optional validation EER, checkpointing and the ``pretrained/``
-export; and three overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
-gradient clipping over every parameter group, and a training loader with its own generator
-(exact mid-epoch resume).
+export; and four overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
+gradient clipping over every parameter group, a training loader with its own generator
+(exact mid-epoch resume), and recovery from an end-of-epoch checkpoint that starts the next
+epoch's step count and running loss afresh.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
     return flat.std(dim=0).mean() * math.sqrt(flat.shape[-1])
 
 
+@sb.utils.checkpoints.register_checkpoint_hooks
 class EncoderBrain(sb.Brain):
     """Base of the project's Brains: features, schedule, clipping, stats, validation, export.
 
@@ -69,6 +71,16 @@ class EncoderBrain(sb.Brain):
         self.epoch_averages = EpochAverages()
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch) -> None:
+        """SpeechBrain's recovery of ``step`` and ``avg_train_loss``, which an end-of-epoch
+        checkpoint holds for the finished epoch: the next epoch starts them from zero (as an
+        uninterrupted run does), so its logged loss is its own."""
+        super()._recover(path, end_of_epoch)
+        if end_of_epoch:
+            self.step = 0
+            self.avg_train_loss = 0.0
 
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
