@@ -36,6 +36,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.errors import DataError, PathLike, StageFailed
 from speechbrain_dino.export import Architecture
+from speechbrain_dino.settings import SettingsTable, check_run_options, check_settings
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,13 @@ def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, 
     return hparams_file, _dump_yaml(merged)
 
 
-def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str, Dict[str, Any]]:
+def load_hparams(
+    hparams_path: PathLike, overrides: Any = None, settings: Optional[SettingsTable] = None
+) -> Tuple[str, str, Dict[str, Any]]:
     """Loads an hparams file or preset with overrides, with one clear error for any failure.
+
+    ``settings`` (a recipe's table, see :mod:`speechbrain_dino.settings`) checks the overrides'
+    values first, before any object of the YAML is built.
 
     Returns
     -------
@@ -181,6 +187,8 @@ def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, st
         As :func:`resolve_preset` returns them, and the loaded HyperPyYAML dict.
     """
     hparams_file, overrides = resolve_preset(find_hparams(hparams_path), overrides)
+    if settings:
+        check_settings(ruamel.yaml.YAML().load(overrides) if overrides else None, settings)
     try:
         with open(hparams_file, encoding="utf-8") as fin:
             hparams = load_hyperpyyaml(fin, overrides)
@@ -196,9 +204,12 @@ def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, st
 
 
 def load_recipe(
-    argv: Sequence[str], required: Sequence[str] = ()
+    argv: Sequence[str], required: Sequence[str] = (), settings: Optional[SettingsTable] = None
 ) -> Tuple[str, Dict, str, Dict]:
     """``sb.parse_arguments`` + ``ddp_init_group`` + ``load_hyperpyyaml``, with clear errors.
+
+    Before any work, the run options' device and precision are checked against this machine and
+    the overrides against the recipe's ``settings`` table.
 
     Arguments
     ---------
@@ -208,6 +219,8 @@ def load_recipe(
     required : sequence of str
         Keys that must be set (typically paths such as ``train_csv``); an empty or null value is an
         error telling which ``--key=`` to pass.
+    settings : SettingsTable, optional
+        The recipe's checked settings (:mod:`speechbrain_dino.recipe_settings`).
 
     Returns
     -------
@@ -219,8 +232,9 @@ def load_recipe(
         raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
     hparams_path = find_hparams(argv[0])
     _, run_opts, overrides = sb.parse_arguments([hparams_path, *argv[1:]])
+    check_run_options(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
-    hparams_file, overrides, hparams = load_hparams(hparams_path, overrides)
+    hparams_file, overrides, hparams = load_hparams(hparams_path, overrides, settings)
     missing = [key for key in required if hparams.get(key) in (None, "")]
     if missing:
         flags = " ".join(f"--{key}=..." for key in missing)

@@ -16,6 +16,7 @@ import speechbrain as sb
 
 from speechbrain_dino.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.recipe_settings import EVAL_VERIFICATION
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
 from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, results_line, verify, write_outputs
 
@@ -24,7 +25,7 @@ from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, 
 def main(argv):
     """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "test_csv", "trials")
+        argv, required=("pretrained_path", "test_csv", "trials"), settings=EVAL_VERIFICATION
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)

@@ -19,6 +19,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
+from speechbrain_dino.recipe_settings import TRAIN_AAM
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
 from speechbrain_dino.training.fine_tuning import FineTuneModels, check_label_set, labelled_rows
 
@@ -47,7 +48,9 @@ def dataio_prep(hparams, rows):
 @exit_on_data_error
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv", "init_from"))
+    hparams_file, run_opts, overrides, hparams = load_recipe(
+        argv, required=("train_csv", "init_from"), settings=TRAIN_AAM
+    )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = labelled_rows(hparams["train_csv"], data_replacements(hparams))
     models = FineTuneModels.from_pretrained(

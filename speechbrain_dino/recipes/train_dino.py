@@ -19,6 +19,7 @@ import speechbrain as sb
 from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_manifest
 from speechbrain_dino.export import Architecture
+from speechbrain_dino.recipe_settings import TRAIN_DINO
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
 from speechbrain_dino.verification.validation import TrialValidator
 
@@ -36,7 +37,7 @@ def dataio_prep(hparams):
 @exit_on_data_error
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
-    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv",))
+    hparams_file, run_opts, overrides, hparams = load_recipe(argv, required=("train_csv",), settings=TRAIN_DINO)
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     train_data = dataio_prep(hparams)
     if hparams.get("valid_csv") and hparams.get("valid_trials"):
