@@ -34,7 +34,7 @@ from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.errors import DataError, PathLike, StageFailed
+from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
 from speechbrain_dino.export import Architecture
 from speechbrain_dino.settings import SettingsTable, check_run_options, check_settings
 
@@ -69,8 +69,9 @@ def data_error_message(error: DataError) -> str:
 
 
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Runs ``main``; a :class:`DataError` (or a failed pipeline stage, :class:`StageFailed`)
-    becomes ``error: <message>`` on stderr and exit 2.
+    """Runs ``main``; a :class:`DataError`, a failed pipeline stage (:class:`StageFailed`) or an
+    operating-system error (a folder that cannot be written, a full disk) becomes
+    ``error: <message>`` on stderr and exit 2.
 
     Under ``torchrun``, the process group is then ended on every rank together: first a garbage
     collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
@@ -88,6 +89,9 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
             sys.exit(2)
         except StageFailed as error:
             print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as error:
+            print(f"error: {os_error_message(error)}", file=sys.stderr)
             sys.exit(2)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gc.collect()
@@ -152,7 +156,11 @@ def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, 
     """
     hparams_file = os.fspath(hparams_path)
     if isinstance(overrides, str):
-        overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+        try:
+            overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+        except ruamel.yaml.YAMLError as error:  # e.g. one --key given twice
+            problem = getattr(error, "problem", None) or first_line(error)
+            raise DataError(f"the overrides are not valid YAML: {problem}") from None
     layers = [copy.deepcopy(overrides)] if overrides else []
     seen = set()
     while True:

@@ -95,3 +95,11 @@ def test_run_options_accept_the_cpu_in_full_precision():
     check_run_options({})
     with pytest.raises(DataError, match="--eval_precision=fp8: expected fp32, fp16 or bf16"):
         check_run_options({"eval_precision": "fp8"})
+
+
+def test_an_override_given_twice_is_one_line(capsys, tmp_path):
+    main = importlib.import_module("speechbrain_dino.recipes.train_dino").main
+    with pytest.raises(SystemExit) as exited:
+        main(["hparams/dino_ecapa.yaml", f"--output_folder={tmp_path}", "--batch_size=4", "--batch_size=8"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: the overrides are not valid YAML: found duplicate key")

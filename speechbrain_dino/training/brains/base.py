@@ -21,6 +21,7 @@ from speechbrain.utils.distributed import if_main_process
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
@@ -84,7 +85,9 @@ class EncoderBrain(sb.Brain):
 
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """Also records the number of optimiser steps per epoch (after DDP sharding).
+        """Also records the number of optimiser steps per epoch (after DDP sharding), and refuses
+        a training set too small for one step (``drop_last`` would train nothing and export an
+        untrained encoder).
 
         The training loader gets its own ``torch.Generator``: creating a loader iterator draws a
         worker seed from it instead of from the global generator that crops and augmentation use,
@@ -95,7 +98,13 @@ class EncoderBrain(sb.Brain):
             loader_kwargs["generator"] = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:
-            self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)
+            if len(loader) // self.grad_accumulation_factor == 0:
+                raise DataError(
+                    f"no training step per epoch: {len(dataset)} training utterances, batch_size "
+                    f"{loader_kwargs.get('batch_size')} per process with drop_last "
+                    f"(x{self.grad_accumulation_factor} accumulation, DDP shards the data): lower --batch_size"
+                )
+            self.steps_per_epoch = len(loader) // self.grad_accumulation_factor
         return loader
 
     def build_schedule(self):
