@@ -58,6 +58,16 @@ def exits_with_one_line(recipe, *args):
     return lines[0]
 
 
+def verification_error(tmp_path, encoder_folder, test_csv, trial_lines, output_folder):
+    """The error line of eval_verification on ``trial_lines`` (written to trials.txt)."""
+    trials = tmp_path / "trials.txt"
+    trials.write_text(trial_lines)
+    return exits_with_one_line(
+        "eval_verification", "hparams/verification.yaml", f"--pretrained_path={encoder_folder}",
+        f"--test_csv={test_csv}", f"--trials={trials}", f"--output_folder={output_folder}",
+    )
+
+
 def manifest(folder, seconds_by_id, speakers=None):
     rows = []
     for index, (utt_id, seconds) in enumerate(seconds_by_id.items()):
@@ -183,13 +193,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, e
     assert make_trials.main(["--manifest", path, "--output", str(blocker / "t.txt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "a_file" in err and len(err.splitlines()) == 1
-    trials = tmp_path / "trials.txt"
-    trials.write_text("1 a b\n0 a c\n")
-    line = exits_with_one_line(
-        "eval_verification", "hparams/verification.yaml", f"--pretrained_path={encoder_folder}",
-        f"--test_csv={path}", f"--trials={trials}", f"--output_folder={blocker / 'eval'}",
-    )
-    assert "a_file" in line
+    assert "a_file" in verification_error(tmp_path, encoder_folder, path, "1 a b\n0 a c\n", blocker / "eval")
 
 
 def test_manifests_and_exports_are_readable_by_others(tmp_path, encoder_folder):
@@ -207,12 +211,7 @@ def test_a_wrong_sample_rate_names_the_resample_setting(tmp_path):
 def test_eval_verification_checks_the_trial_list_before_embedding(tmp_path, encoder_folder):
     path = manifest(str(tmp_path), {"a": 1.0, "b": 1.0})
     os.remove(tmp_path / "a.wav")  # embedding first would fail on this file instead
-    trials = tmp_path / "trials.txt"
-    trials.write_text("1 a b\n0 a\n")
-    line = exits_with_one_line(
-        "eval_verification", "hparams/verification.yaml", f"--pretrained_path={encoder_folder}",
-        f"--test_csv={path}", f"--trials={trials}", f"--output_folder={tmp_path / 'eval'}",
-    )
+    line = verification_error(tmp_path, encoder_folder, path, "1 a b\n0 a\n", tmp_path / "eval")
     assert "trials.txt, line 2" in line
 
 
