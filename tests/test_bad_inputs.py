@@ -11,6 +11,7 @@ import torch
 
 from conftest import write_tone
 from dino_setup import TINY_OVERRIDES, tone_corpus
+from speechbrain_dino.audio import load_audio
 from speechbrain_dino.embeddings import extract_embeddings, load_encoder
 from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import Fold
@@ -18,10 +19,10 @@ from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import ENCODER_FILE, Architecture, export_pretrained, load_pretrained_encoder
 from speechbrain_dino.file_modes import shareable
 from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.audio import load_audio
 from speechbrain_dino.prepare.librispeech import prepare_librispeech
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.short_clips import MIN_CLIP_SECONDS, drop_short_rows
+from speechbrain_dino.training.run_inputs import claim_output_folder
 from speechbrain_dino.verification import make_trials
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -224,3 +225,14 @@ def test_librispeech_by_speaker_folders_are_read(tmp_path):
     assert {row["ID"]: row["spk_id"] for row in read_manifest(tmp_path / "libri.csv")} == {
         "103-1240-0000": "103", "103-1241-0001": "103"}
     assert report["skipped"] == {"unexpected_name": 1}
+
+
+def test_an_output_folder_resumes_with_the_same_manifest_even_moved(tmp_path):
+    first = manifest(str(tmp_path / "one"), {"a": 1.0})
+    claim_output_folder(tmp_path, {"train_csv": first})
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(open(first, "rb").read())
+    claim_output_folder(tmp_path, {"train_csv": moved})
+    moved.write_text(moved.read_text() + "b,1.0,x.wav,\n")
+    with pytest.raises(DataError, match="was trained with --train_csv="):
+        claim_output_folder(tmp_path, {"train_csv": moved})

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Dict, Mapping
 
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import ddp_barrier, run_on_main
 
 from speechbrain_dino.errors import DataError, PathLike
 
@@ -57,11 +57,14 @@ def claim_output_folder(output_folder: PathLike, inputs: Mapping[str, PathLike])
     record = {key: {"path": os.path.abspath(os.fspath(path)), "sha256": file_sha256(path)}
               for key, path in inputs.items()}
     path = os.path.join(os.fspath(output_folder), INPUTS_FILE)
-    if not os.path.isfile(path):
+    previous = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fin:
+            previous = json.load(fin)
+    ddp_barrier()  # under DDP every rank looks before the main process writes
+    if previous is None:
         run_on_main(_write_record, args=[path, record])
         return
-    with open(path, encoding="utf-8") as fin:
-        previous = json.load(fin)
     for key, current in record.items():
         before = previous.get(key)
         if before is not None and before["sha256"] != current["sha256"]:
