@@ -7,14 +7,16 @@ before the YAML is loaded, so a wrong type or an out-of-range value ends in one 
 and the accepted values, never in a traceback from a constructor or an epoch later. A
 :class:`Nested` entry checks a mapping of another recipe's overrides (the pipeline's
 ``dino_overrides``...) against that recipe's table. :func:`check_run_options` checks that the
-device and precision asked for exist on this machine.
+device and precision asked for exist on this machine (:func:`check_stage_run_options` those the
+pipeline passes to its stages).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import speechbrain as sb
 import torch
 
 from speechbrain_dino.errors import DataError
@@ -60,6 +62,7 @@ class Setting:
         return self._in_range(value)
 
     def _in_range(self, value: float) -> bool:
+        """Whether a number lies within the bounds."""
         if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
             return False
         return self.high is None or not (value > self.high or (self.open_high and value == self.high))
@@ -145,6 +148,14 @@ def check_settings(overrides: Optional[Mapping], table: SettingsTable, where: st
             check_settings(value, rule.table, where=f"{where}{key}.")
         elif not rule.accepts(value):
             raise DataError(f"--{where}{key}={value}: expected {rule.describe()}")
+
+
+def check_stage_run_options(options: Sequence[str]) -> None:
+    """Checks command-line run options given to other processes (e.g. the pipeline's
+    ``run_options`` for every stage) as :func:`check_run_options` does. An option may come as
+    ``--key=value`` or ``--key value`` (SpeechBrain's parser writes a nested ``=`` so)."""
+    arguments = [part for option in options for part in str(option).split()]
+    check_run_options(sb.parse_arguments(["hparams.yaml", *arguments])[1])
 
 
 def check_run_options(run_opts: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ BAD_OVERRIDES = [
     ("run_pipeline", "hparams/demo/pipeline.yaml", "--dino_overrides={batch_size: 0}", "--dino_overrides.batch_size"),
     ("run_pipeline", "hparams/pipeline.yaml", "--emotion_overrides={folds: x}", "--emotion_overrides.folds"),
     ("run_pipeline", "hparams/pipeline.yaml", "--aam_overrides=7", "--aam_overrides=7"),
+    ("run_pipeline", "hparams/demo/pipeline.yaml", "--run_options=[--precision=fp16]", "--precision=fp16"),
 ]
 
 

@@ -20,12 +20,14 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
 from speechbrain_dino.recipe_settings import RUN_PIPELINE
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+from speechbrain_dino.settings import check_stage_run_options
 
 
 @exit_on_data_error
 def main(argv):
     """Prepares the data (demo), runs every stage, prints the table."""
     hparams_file, run_opts, overrides, hparams = load_recipe(argv, settings=RUN_PIPELINE)
+    check_stage_run_options(hparams.get("run_options") or [])
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     if hparams.get("synthetic"):
         run_on_main(

@@ -68,7 +68,7 @@ class AtomicCheckpointer(Checkpointer):
         """The staging folder of the checkpoint folder ``final``."""
         return final.parent / (STAGING_PREFIX + final.name)
 
-    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+    def save_checkpoint(self, meta=None, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Writes the checkpoint into its staging folder, then publishes it with one rename.
 
         Raises
@@ -80,7 +80,7 @@ class AtomicCheckpointer(Checkpointer):
         if if_main_process():
             self.remove_interrupted_saves()
         try:
-            checkpoint = super().save_checkpoint(meta, end_of_epoch, name, verbosity=logging.DEBUG)
+            checkpoint = super().save_checkpoint(meta or {}, end_of_epoch, name, verbosity=logging.DEBUG)
         except OSError as error:
             self._discard_staging()
             raise DataError(

@@ -35,6 +35,7 @@ def file_sha256(path: PathLike) -> str:
 
 
 def _write_record(path: str, record: Dict[str, Dict[str, str]]) -> None:
+    """Writes the inputs' record (main process)."""
     with open(path, "w", encoding="utf-8") as fout:
         json.dump(record, fout, indent=2)
 
