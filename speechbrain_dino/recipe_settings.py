@@ -5,6 +5,7 @@ HyperPyYAML itself, so the tables only say which values each key accepts.
 """
 from __future__ import annotations
 
+from speechbrain_dino.pseudo_labels.config import AUTO
 from speechbrain_dino.settings import (
     COUNT,
     FLAG,
@@ -17,6 +18,8 @@ from speechbrain_dino.settings import (
     Setting,
     SettingsTable,
 )
+from speechbrain_dino.training.brains.ssl import TEACHER_AUGMENTATIONS
+from speechbrain_dino.training.dino import TARGET_METHODS
 
 _AUDIO: SettingsTable = {
     "sample_rate": COUNT,
@@ -25,6 +28,12 @@ _AUDIO: SettingsTable = {
     "seed": SEED,
 }
 
+#: A weight of an optional term (0: off), or null where the YAML allows it.
+_WEIGHT = NON_NEGATIVE
+_NULLABLE_WEIGHT = Setting(float, low=0, nullable=True)
+_NULLABLE_FRACTION = Setting(float, low=0, high=1, nullable=True)
+_NULLABLE_POSITIVE = Setting(float, low=0, open_low=True, nullable=True)
+
 _TRAINING: SettingsTable = {
     **_AUDIO,
     "batch_size": COUNT,
@@ -32,13 +41,15 @@ _TRAINING: SettingsTable = {
     "ckpts_to_keep": COUNT,
     "max_grad_norm": NON_NEGATIVE,
     "n_mels": COUNT,
-    "schedule.base_lr": NON_NEGATIVE,
+    "schedule.base_lr": _NULLABLE_WEIGHT,  # null: from lr_per_256
+    "schedule.lr_per_256": _NULLABLE_POSITIVE,
     "schedule.final_lr": NON_NEGATIVE,
     "schedule.warmup_epochs": NON_NEGATIVE,
     "schedule.weight_decay": NON_NEGATIVE,
     "schedule.final_weight_decay": NON_NEGATIVE,
     "augment.noise_prob": FRACTION,
     "augment.reverb_prob": FRACTION,
+    "augment.independent_babble": FLAG,
 }
 
 _EXTRACTION: SettingsTable = {
@@ -55,13 +66,32 @@ TRAIN_DINO: SettingsTable = {
     "crops.n_local": NON_NEGATIVE_COUNT,
     "crops.global_seconds": POSITIVE,
     "crops.local_seconds": POSITIVE,
-    "crops.window_factor": Setting(float, low=1),
+    "crops.window_factor": Setting(float, low=1, nullable=True),  # null: the whole utterance
+    "crops.spread_global": FLAG,
     "schedule.teacher_momentum": FRACTION,
     "schedule.final_teacher_momentum": FRACTION,
     "schedule.teacher_temperature": POSITIVE,
     "schedule.final_teacher_temperature": POSITIVE,
     "schedule.teacher_temperature_warmup_epochs": NON_NEGATIVE,
     "schedule.freeze_last_layer_epochs": NON_NEGATIVE,
+    "schedule.teacher_momentum_horizon_epochs": _NULLABLE_POSITIVE,
+    "student_head.use_bn": FLAG,
+    "student_head.input_bn": FLAG,
+    "student_head.expander_size": Setting(int, low=1, nullable=True),
+    "dino_loss.targets": Setting(str, choices=TARGET_METHODS),
+    "dino_loss.sinkhorn_iterations": COUNT,
+    "dino_loss.student_sees_global": FLAG,
+    "share_prototypes": FLAG,
+    "teacher_augmentation": Setting(str, choices=TEACHER_AUGMENTATIONS),
+    "variance_covariance_weight": _WEIGHT,
+    "variance_covariance_start_weight": _NULLABLE_WEIGHT,
+    "variance_covariance_warmup_fraction": FRACTION,
+    "koleo_weight": _WEIGHT,
+    "mean_entropy_weight": _WEIGHT,
+    "embedding_cosine_weight": _WEIGHT,
+    "embedding_cosine_warmup_fraction": FRACTION,
+    "contrastive_weight": _WEIGHT,
+    "contrastive_decay_fraction": _NULLABLE_FRACTION,
 }
 
 TRAIN_AAM: SettingsTable = {
@@ -81,13 +111,13 @@ PSEUDO_LABEL: SettingsTable = {
     "clustering.pca_variance": Setting(float, low=0, high=1, open_low=True, nullable=True),
     "clustering.kmeans_ratio": Setting(float, low=0, high=1, open_low=True),
     "clustering.kmeans_iter": COUNT,
-    "clustering.ahc_threshold": Setting(float),
+    "clustering.ahc_threshold": Setting(float, low=-1, high=1, choices=(AUTO,)),  # a cosine, or from the data
     "clustering.knn": COUNT,
     "clustering.plda_second_pass": FLAG,
     "clustering.plda_threshold": Setting(float),
     "clustering.member_quantile": Setting(float, low=0, high=1, open_high=True),
     "clustering.keep_fraction": Setting(float, low=0, high=1, open_low=True, nullable=True),
-    "clustering.min_size": COUNT,
+    "clustering.min_size": Setting(int, low=1, choices=(AUTO,)),
     "clustering.max_size": Setting(int, low=1, nullable=True),
 }
 
@@ -109,6 +139,7 @@ EVAL_EMOTION: SettingsTable = {
 RUN_PIPELINE: SettingsTable = {
     "seed": SEED,
     "rounds": NON_NEGATIVE_COUNT,
+    "verbose": FLAG,
     "dino_overrides": Nested(TRAIN_DINO),
     "pseudo_label_overrides": Nested(PSEUDO_LABEL),
     "aam_overrides": Nested(TRAIN_AAM),

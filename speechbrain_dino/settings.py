@@ -37,7 +37,8 @@ class Setting:
     nullable : bool
         ``null`` is accepted too.
     choices : tuple of str
-        The accepted strings (``kind`` ``str``).
+        The accepted strings: every value of a ``str`` setting, or the words a number setting
+        takes besides numbers (``auto``).
     """
 
     kind: type
@@ -56,6 +57,8 @@ class Setting:
             return self.kind is bool and isinstance(value, bool)
         if self.kind is str:
             return isinstance(value, str) and (not self.choices or value in self.choices)
+        if isinstance(value, str):
+            return value in self.choices
         allowed = (int,) if self.kind is int else (int, float)
         if not isinstance(value, allowed) or (isinstance(value, float) and math.isnan(value)):
             return False
@@ -81,6 +84,7 @@ class Setting:
             if self.high is not None:
                 bounds.append(f"{'<' if self.open_high else '<='} {self.high:g}")
             text += (" " + " and ".join(bounds)) if bounds else ""
+            text = " or ".join([*self.choices, text])
         return f"null or {text}" if self.nullable else text
 
 

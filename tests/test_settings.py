@@ -1,12 +1,16 @@
 """Every recipe checks its overrides before any work: one error line naming the key, exit 2."""
+import glob
 import importlib
 import os
 import subprocess
 import sys
 
 import pytest
+import ruamel.yaml
 
+from speechbrain_dino import recipe_settings
 from speechbrain_dino.errors import DataError
+from speechbrain_dino.recipe_utils import resolve_preset
 from speechbrain_dino.settings import Nested, Setting, check_run_options, check_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +29,11 @@ BAD_OVERRIDES = [
     ("train_dino", "hparams/dino_ecapa.yaml", "--device=cuda:99", "--device=cuda:99"),
     ("train_dino", "hparams/dino_ecapa.yaml", "--device=tpu", "--device=tpu"),
     ("train_dino", "hparams/dino_ecapa.yaml", "--device=cpu --precision=fp16", "--precision=fp16"),
+    ("train_dino", "hparams/demo/sdpn_ecapa.yaml", "--teacher_augmentation=noisy", "--teacher_augmentation=noisy"),
+    ("train_dino", "hparams/demo/rdino_ecapa.yaml", "--koleo_weight=-0.1", "--koleo_weight=-0.1"),
+    ("train_dino", "hparams/dino_ecapa.yaml", "--contrastive_decay_fraction=1.5", "--contrastive_decay_fraction=1.5"),
+    ("train_dino", "hparams/dino_ecapa.yaml", "--dino_loss={targets: kmeans}", "--dino_loss.targets=kmeans"),
+    ("train_dino", "hparams/demo/dino_ecapa.yaml", "--crops={window_factor: 0.5}", "--crops.window_factor=0.5"),
     ("train_aam", "hparams/train_aam.yaml", "--device=cpu --precision=bf16", "--precision=bf16"),
     ("train_aam", "hparams/train_aam.yaml", "--batch_size=abc", "--batch_size=abc"),
     ("train_aam", "hparams/demo/train_aam.yaml", "--subcenters=0", "--subcenters=0"),
@@ -32,6 +41,7 @@ BAD_OVERRIDES = [
     ("pseudo_label", "hparams/pseudo_label.yaml", "--max_seconds=-1", "--max_seconds=-1"),
     ("pseudo_label", "hparams/pseudo_label.yaml", "--max_batch_seconds=0", "--max_batch_seconds=0"),
     ("pseudo_label", "hparams/pseudo_label.yaml", "--clustering={min_size: abc}", "--clustering.min_size"),
+    ("pseudo_label", "hparams/pseudo_label.yaml", "--clustering={ahc_threshold: 1.5}", "--clustering.ahc_threshold"),
     ("eval_verification", "hparams/verification.yaml", "--max_batch_seconds=abc", "--max_batch_seconds=abc"),
     ("eval_verification", "hparams/verification.yaml", "--as_norm_top_n=abc", "--as_norm_top_n=abc"),
     ("eval_verification", "hparams/verification.yaml", "--chunk_seconds=0", "--chunk_seconds=0"),
@@ -76,6 +86,7 @@ def test_a_bad_override_in_a_fresh_process_prints_exactly_one_line(tmp_path):
         (Setting(float, low=0, high=1, open_high=True), [0, 0.99], [1, 1.0, -0.1], "a number >= 0 and < 1"),
         (Setting(bool), [True, False], [1, "yes", None], "True or False"),
         (Setting(str, choices=("a", "b")), ["a"], ["c", 1], "one of a, b"),
+        (Setting(int, low=1, choices=("auto",)), [1, "auto"], ["abc", 0, 1.5, None], "auto or an integer >= 1"),
     ],
 )
 def test_setting_accepts_its_values_and_says_which(setting, good, bad, words):
@@ -104,3 +115,36 @@ def test_an_override_given_twice_is_one_line(capsys, tmp_path):
         main(["hparams/dino_ecapa.yaml", f"--output_folder={tmp_path}", "--batch_size=4", "--batch_size=8"])
     assert exited.value.code == 2
     assert capsys.readouterr().err.strip().startswith("error: the overrides are not valid YAML: found duplicate key")
+
+
+def _table_of(hparams):
+    """The settings table of the recipe that runs a shipped YAML or preset."""
+    name = os.path.basename(hparams)
+    tables = {"pipeline.yaml": recipe_settings.RUN_PIPELINE, "pseudo_label.yaml": recipe_settings.PSEUDO_LABEL,
+              "train_aam.yaml": recipe_settings.TRAIN_AAM, "verification.yaml": recipe_settings.EVAL_VERIFICATION,
+              "emotion.yaml": recipe_settings.EVAL_EMOTION}
+    return tables.get(name, recipe_settings.TRAIN_DINO)
+
+
+def _untagged(tree):
+    """A YAML tree's values with ``!new:`` mappings as plain ones (tagged scalars stay skipped)."""
+    if isinstance(tree, dict):
+        return {key: _untagged(value) for key, value in tree.items()}
+    return tree
+
+
+@pytest.mark.parametrize("hparams", sorted(glob.glob(os.path.join(REPO, "hparams", "**", "*.yaml"), recursive=True)))
+def test_every_shipped_yaml_and_preset_passes_its_table(hparams):
+    base, overrides = resolve_preset(hparams)
+    with open(base, encoding="utf-8") as fin:
+        check_settings(_untagged(ruamel.yaml.YAML().load(fin)), _table_of(base))
+    check_settings(ruamel.yaml.YAML().load(overrides) if overrides else None, _table_of(base))
+
+
+def test_the_new_knobs_take_null_and_auto_where_their_yamls_do():
+    check_settings({"schedule": {"base_lr": None, "lr_per_256": None}, "crops": {"window_factor": None},
+                    "contrastive_decay_fraction": None, "teacher_augmentation": "mild"}, recipe_settings.TRAIN_DINO)
+    check_settings({"clustering": {"ahc_threshold": "auto", "min_size": "auto"}}, recipe_settings.PSEUDO_LABEL)
+    check_settings({"clustering": {"ahc_threshold": 0.8, "min_size": 8}}, recipe_settings.PSEUDO_LABEL)
+    check_settings({"verbose": True, "pseudo_label_overrides": {"clustering": {"min_size": "auto"}}},
+                   recipe_settings.RUN_PIPELINE)
