@@ -18,7 +18,7 @@ import speechbrain as sb
 
 from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
-from speechbrain_dino.export import Architecture
+from speechbrain_dino.export import Architecture, pretrained_weights
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_settings import TRAIN_DINO
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
@@ -42,7 +42,10 @@ def main(argv):
         argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml", settings=TRAIN_DINO
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    claim_output_folder(hparams["output_folder"], {"train_csv": hparams["train_csv"]})
+    inputs = {"train_csv": hparams["train_csv"]}
+    if hparams.get("init_from"):  # a warm start (e.g. from a contrastive run) is an input too
+        inputs["init_from"] = pretrained_weights(hparams["init_from"])
+    claim_output_folder(hparams["output_folder"], inputs)
     train_data = dataio_prep(hparams)
     architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module)
     metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
