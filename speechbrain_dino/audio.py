@@ -89,8 +89,8 @@ def load_audio(
     if info.sample_rate != sample_rate:
         if not resample:
             raise DataError(
-                f"sample rate is {info.sample_rate} Hz, expected {sample_rate} Hz "
-                "(resample the corpus, or enable resampling in data preparation)",
+                f"sample rate is {info.sample_rate} Hz, expected {sample_rate} Hz: pass --resample=True "
+                "to the recipe (files are then resampled as they are read), or resample the corpus",
                 path,
             )
         ratio = info.sample_rate / sample_rate

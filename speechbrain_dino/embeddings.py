@@ -29,8 +29,10 @@ from tqdm import tqdm
 
 from speechbrain_dino.audio import load_audio
 from speechbrain_dino.data.dataio import DurationBatchSampler
-from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.errors import DataError, PathLike, first_line
+from speechbrain_dino.export import pretrained_weights, read_metadata
 from speechbrain_dino.manifest import Row
+from speechbrain_dino.short_clips import pad_to_minimum
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +78,19 @@ def load_encoder(pretrained_path: PathLike, device: str = "cpu", savedir: Option
 
     folder = checked_pretrained_folder(pretrained_path)
     if savedir is not None:
-        encoder = EncoderClassifier.from_hparams(source=folder, savedir=savedir, run_opts={"device": device})
-        return encoder.eval()
+        return _from_hparams(EncoderClassifier, folder, savedir, device)
     with tempfile.TemporaryDirectory(prefix="sbdino-encoder-") as scratch:  # weights end up in memory
-        encoder = EncoderClassifier.from_hparams(source=folder, savedir=scratch, run_opts={"device": device})
-    return encoder.eval()
+        return _from_hparams(EncoderClassifier, folder, scratch, device)
+
+
+def _from_hparams(interface, folder: str, savedir: str, device: str):
+    """``interface.from_hparams`` in eval mode; a missing or corrupt file is one DataError."""
+    if read_metadata(folder):  # exported by this project: name a missing weights file plainly
+        pretrained_weights(folder)
+    try:
+        return interface.from_hparams(source=folder, savedir=savedir, run_opts={"device": device}).eval()
+    except Exception as error:  # zip, pickle, YAML or state-dict errors of a damaged folder
+        raise DataError(f"cannot load the encoder ({type(error).__name__}: {first_line(error)})", folder) from None
 
 
 def checked_pretrained_folder(pretrained_path: PathLike) -> str:
@@ -223,7 +233,9 @@ def embed_segments(
     ``modules`` holds ``compute_features``, ``mean_var_norm`` and ``embedding_model`` (an
     ``EncoderClassifier``'s ``mods``, or a Brain's teacher during training), already on ``device``.
     A batch holds utterances of at least ``min_length_ratio`` times its longest one's length and
-    at most ``max_batch_seconds`` of padded audio (None: :func:`default_batch_seconds`).
+    at most ``max_batch_seconds`` of padded audio (None: :func:`default_batch_seconds`); a batch
+    shorter than the encoders' shortest input is padded to it
+    (:func:`~speechbrain_dino.short_clips.pad_to_minimum`).
 
     Returns
     -------
@@ -240,7 +252,7 @@ def embed_segments(
     sums: Optional[torch.Tensor] = None
     counts = torch.zeros(n_utterances)
     for batch in tqdm(loader, total=len(sampler), desc="embedding", disable=not progress):
-        wavs, lengths = batch.sig
+        wavs, lengths = pad_to_minimum(*batch.sig, sample_rate)
         vectors = encode_masked(modules, wavs.to(device), lengths.to(device))
         vectors = vectors.float().cpu()
         if sums is None:

@@ -40,6 +40,13 @@ class DataError(ValueError):
         super().__init__(where + message)
 
 
+def os_error_message(error: OSError) -> str:
+    """An operating-system error in one line: the path, then the reason (e.g. a folder that
+    cannot be written: ``out/results.json: Permission denied``)."""
+    reason = error.strerror or first_line(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 def first_line(error: BaseException) -> str:
     """An exception's first message line (a library's message without its traceback noise)."""
     lines = str(error).strip().splitlines()

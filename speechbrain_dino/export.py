@@ -1,7 +1,8 @@
 """The ``pretrained/`` folder of a trained encoder, and the :class:`Architecture` that re-creates it.
 
-An exported folder holds ``hyperparams.yaml`` (plain SpeechBrain YAML: the filterbank, sentence
-mean normalisation and the encoder, each as a ``!new:`` node), the encoder's weights
+An exported folder holds ``hyperparams.yaml`` (SpeechBrain YAML: the filterbank, sentence mean
+normalisation and the encoder, each as a ``!new:`` node; the filterbank is SpeechBrain's ``Fbank``
+that also pads clips too short for the encoder, from :mod:`speechbrain_dino.short_clips`), the encoder's weights
 (``embedding_model.ckpt``) and ``speechbrain_dino.json`` (the architecture and provenance). It
 loads offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparams(source=folder,
 savedir=...)``, whose ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the
@@ -32,8 +33,11 @@ from hyperpyyaml import resolve_references
 from torch import nn
 
 from speechbrain_dino.errors import DataError, PathLike, first_line
+from speechbrain_dino.file_modes import shareable
 
 FBANK_CLASS = "speechbrain.lobes.features.Fbank"
+#: The exported front end: ``Fbank`` that pads clips shorter than the encoders' shortest input.
+EXPORTED_FBANK_CLASS = "speechbrain_dino.short_clips.MinimumLengthFbank"
 NORM_CLASS = "speechbrain.processing.features.InputNormalization"
 #: Sentence-level mean normalisation, as SpeechBrain's speaker recipes and the paper do.
 NORM_KWARGS = {"norm_type": "sentence", "std_norm": False}
@@ -187,7 +191,8 @@ def read_architecture(folder: PathLike) -> Architecture:
 
 
 def pretrained_hparams_text(architecture: Architecture, threshold: Optional[float] = None) -> str:
-    """The ``hyperparams.yaml`` of an exported encoder (plain SpeechBrain YAML, no project imports),
+    """The ``hyperparams.yaml`` of an exported encoder: SpeechBrain YAML whose front end is
+    :data:`EXPORTED_FBANK_CLASS` (SpeechBrain's ``Fbank``, padding clips too short for the encoder),
     with the decision ``threshold`` when there is one."""
 
     def block(name: str, class_path: str, kwargs: Mapping[str, Any]) -> str:
@@ -205,7 +210,7 @@ def pretrained_hparams_text(architecture: Architecture, threshold: Optional[floa
         "# EncoderClassifier.from_hparams(source=<this folder>, savedir=<a fresh folder>)\n"
         f"sample_rate: {int(architecture.sample_rate)}\n\n"
         + threshold_text
-        + block("compute_features", FBANK_CLASS, architecture.fbank_kwargs)
+        + block("compute_features", EXPORTED_FBANK_CLASS, architecture.fbank_kwargs)
         + "\n"
         + block("mean_var_norm", NORM_CLASS, NORM_KWARGS)
         + "\n"
@@ -266,6 +271,7 @@ def export_pretrained(
     parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=".pretrained-")
+    os.chmod(staging, shareable(0o755))
     try:
         with open(os.path.join(staging, "hyperparams.yaml"), "w", encoding="utf-8") as fout:
             fout.write(pretrained_hparams_text(architecture, threshold))
@@ -306,6 +312,17 @@ def recorded_threshold(folder: PathLike) -> Optional[float]:
     return None if value is None else float(value)
 
 
+def pretrained_weights(folder: PathLike) -> str:
+    """The encoder weights file of an encoder folder (DataError when it is missing)."""
+    path = os.path.join(os.fspath(folder), ENCODER_FILE)
+    if not os.path.isfile(path):
+        raise DataError(
+            f"no {ENCODER_FILE}: not an encoder folder, or an incomplete one (rerun the stage that wrote it)",
+            folder,
+        )
+    return path
+
+
 def load_pretrained_encoder(folder: PathLike) -> Tuple[nn.Module, Architecture]:
     """Re-creates an exported encoder with its weights, to fine-tune it (next training stage).
 
@@ -316,10 +333,10 @@ def load_pretrained_encoder(folder: PathLike) -> Tuple[nn.Module, Architecture]:
     """
     architecture = read_architecture(folder)
     encoder = architecture.build_encoder()
-    weights = os.path.join(os.fspath(folder), ENCODER_FILE)
+    weights = pretrained_weights(folder)
     try:
         encoder.load_state_dict(torch.load(weights, map_location="cpu"))
-    except (OSError, RuntimeError) as error:
+    except Exception as error:  # a corrupt file fails in zip, pickle or state-dict checks
         raise DataError(f"cannot load encoder weights ({first_line(error)})", weights) from None
     return encoder, architecture
 

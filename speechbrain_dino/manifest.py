@@ -15,6 +15,7 @@ import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from speechbrain_dino.errors import DataError, PathLike
+from speechbrain_dino.file_modes import shareable
 
 REQUIRED_FIELDS = ("ID", "duration", "wav", "spk_id")
 #: Optional columns in the order they are written after the required ones.
@@ -56,7 +57,7 @@ def read_manifest(
     if not os.path.isfile(path):
         raise DataError("manifest not found", path)
     needed = list(dict.fromkeys(("ID", "duration", "wav", *required)))
-    with open(path, newline="", encoding="utf-8") as fin:
+    with open(path, newline="", encoding="utf-8-sig") as fin:  # a byte-order mark is skipped
         reader = csv.DictReader(fin)
         header = reader.fieldnames or []
         missing = [name for name in needed if name not in header]
@@ -144,6 +145,7 @@ def write_manifest(rows: Iterable[Row], path: PathLike) -> None:
             writer.writeheader()
             for row in rows:
                 writer.writerow(_formatted(row))
+        os.chmod(tmp_path, shareable(0o644))
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):

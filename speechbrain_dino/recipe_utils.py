@@ -34,9 +34,10 @@ from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.errors import DataError, PathLike, StageFailed
+from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
 from speechbrain_dino.export import Architecture
 from speechbrain_dino.recipe_help import help_text, top_level_settings
+from speechbrain_dino.settings import SettingsTable, check_run_options, check_settings
 from speechbrain_dino.verification.validation import TrialValidator
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def data_error_message(error: DataError) -> str:
 
 
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Runs ``main``; a :class:`DataError` (or a failed pipeline stage, :class:`StageFailed`)
-    becomes ``error: <message>`` on stderr and exit 2.
+    """Runs ``main``; a :class:`DataError`, a failed pipeline stage (:class:`StageFailed`) or an
+    operating-system error (a folder that cannot be written, a full disk) becomes
+    ``error: <message>`` on stderr and exit 2.
 
     Under ``torchrun``, the process group is then ended on every rank together: first a garbage
     collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
@@ -89,6 +91,9 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
             sys.exit(2)
         except StageFailed as error:
             print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as error:
+            print(f"error: {os_error_message(error)}", file=sys.stderr)
             sys.exit(2)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             gc.collect()
@@ -178,7 +183,11 @@ def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, 
         presets' values merged with ``overrides`` (the later, the stronger).
     """
     if isinstance(overrides, str):
-        overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+        try:
+            overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+        except ruamel.yaml.YAMLError as error:  # e.g. one --key given twice
+            problem = getattr(error, "problem", None) or first_line(error)
+            raise DataError(f"the overrides are not valid YAML: {problem}") from None
     hparams_file, presets = preset_chain(hparams_path)
     layers = ([copy.deepcopy(overrides)] if overrides else []) + presets
     merged: Dict = {}
@@ -199,8 +208,13 @@ def print_help(argv: Sequence[str], usage: str, default_hparams: Optional[str]) 
     print(help_text(os.path.basename(sys.argv[0]), usage, hparams_name, settings, base_name))
 
 
-def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str, Dict[str, Any]]:
+def load_hparams(
+    hparams_path: PathLike, overrides: Any = None, settings: Optional[SettingsTable] = None
+) -> Tuple[str, str, Dict[str, Any]]:
     """Loads an hparams file or preset with overrides, with one clear error for any failure.
+
+    ``settings`` (a recipe's table, see :mod:`speechbrain_dino.settings`) checks the overrides'
+    values first, before any object of the YAML is built.
 
     Returns
     -------
@@ -208,6 +222,8 @@ def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, st
         As :func:`resolve_preset` returns them, and the loaded HyperPyYAML dict.
     """
     hparams_file, overrides = resolve_preset(find_hparams(hparams_path), overrides)
+    if settings:
+        check_settings(ruamel.yaml.YAML().load(overrides) if overrides else None, settings)
     try:
         with open(hparams_file, encoding="utf-8") as fin:
             hparams = load_hyperpyyaml(fin, overrides)
@@ -223,12 +239,17 @@ def load_hparams(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, st
 
 
 def load_recipe(
-    argv: Sequence[str], required: Sequence[str] = (), usage: str = "", default_hparams: Optional[str] = None
+    argv: Sequence[str],
+    required: Sequence[str] = (),
+    usage: str = "",
+    default_hparams: Optional[str] = None,
+    settings: Optional[SettingsTable] = None,
 ) -> Tuple[str, Dict, str, Dict]:
     """``sb.parse_arguments`` + ``ddp_init_group`` + ``load_hyperpyyaml``, with clear errors.
 
     With ``-h`` / ``--help`` anywhere in ``argv``, prints the recipe's help (:func:`print_help`)
-    and exits 0 instead.
+    and exits 0 instead. Before any work, the run options' device and precision are checked
+    against this machine and the overrides against the recipe's ``settings`` table.
 
     Arguments
     ---------
@@ -242,6 +263,8 @@ def load_recipe(
         What the recipe does and how to call it (its module docstring), for ``--help``.
     default_hparams : str, optional
         The YAML whose settings ``--help`` shows when ``argv`` names none.
+    settings : SettingsTable, optional
+        The recipe's checked settings (:mod:`speechbrain_dino.recipe_settings`).
 
     Returns
     -------
@@ -256,8 +279,9 @@ def load_recipe(
         raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
     hparams_path = find_hparams(argv[0])
     _, run_opts, overrides = sb.parse_arguments([hparams_path, *argv[1:]])
+    check_run_options(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
-    hparams_file, overrides, hparams = load_hparams(hparams_path, overrides)
+    hparams_file, overrides, hparams = load_hparams(hparams_path, overrides, settings)
     missing = [key for key in required if hparams.get(key) in (None, "")]
     if missing:
         flags = " ".join(f"--{key}=..." for key in missing)

@@ -16,6 +16,7 @@ from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 from speechbrain_dino.training import aam_loss
 from speechbrain_dino.training.aam_loss import AAMSoftmaxLoss, check_subcenters, max_over_subcenters
+from speechbrain_dino.training.run_inputs import INPUTS_FILE
 from speechbrain_dino.training.schedules import FineTuneSchedule
 from speechbrain_dino.synthetic.corpus import generate_corpus
 
@@ -154,7 +155,7 @@ def test_bad_subcenters_on_the_command_line_end_in_one_error_line(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:
         run_aam(tmp_path, "--subcenters=0")  # rejected before the (absent) data is read
     assert exit_info.value.code == 2
-    assert "error: subcenters must be an integer >= 1" in capsys.readouterr().err
+    assert "error: --subcenters=0: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_rerun_on_other_labels_in_the_same_folder_is_refused(labelled, capsys):
@@ -165,6 +166,12 @@ def test_rerun_on_other_labels_in_the_same_folder_is_refused(labelled, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_aam(labelled, "--number_of_epochs=2")
     assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "was trained with --train_csv=" in error and "use a new --output_folder" in error
+    # a folder without the record of its inputs (an older run): the label encoder still refuses
+    os.remove(labelled / "aam" / INPUTS_FILE)
+    with pytest.raises(SystemExit):
+        run_aam(labelled, "--number_of_epochs=2")
     error = capsys.readouterr().err
     assert "label_encoder.txt: holds 4 labels, but train_csv has 3 different ones" in error
     assert "use a new --output_folder" in error

@@ -31,27 +31,31 @@ class Killed(Exception):
     """Stands for the process being killed mid-epoch."""
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
-    run_recipe(train_csv, tmp_path / "straight", "--number_of_epochs=2")
-
+def killed_at_step(monkeypatch, step, train_csv, output_folder, *extra):
+    """Runs the recipe until the end of optimiser step ``step`` (then "killed"), then reruns it."""
     original = DINOBrain.on_fit_batch_end
     steps = {"done": 0}
 
-    def kill_after_four_steps(self, *args, **kwargs):
+    def kill_at_step(self, *args, **kwargs):
         original(self, *args, **kwargs)
         steps["done"] += 1
-        if steps["done"] == 5:  # an intra-epoch checkpoint was written after step 4
+        if steps["done"] == step:
             raise Killed()
 
-    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_after_four_steps)
+    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_at_step)
     with pytest.raises(Killed):
-        run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
-    assert not os.path.exists(tmp_path / "killed" / "pretrained")
-    intra = [c for c in glob.glob(str(tmp_path / "killed" / "save" / "CKPT*"))]
-    assert intra, "no checkpoint was written before the kill"
+        run_recipe(train_csv, output_folder, "--number_of_epochs=2", *extra)
+    assert not os.path.exists(output_folder / "pretrained")
+    assert glob.glob(str(output_folder / "save" / "CKPT*")), "no checkpoint was written before the kill"
     monkeypatch.setattr(DINOBrain, "on_fit_batch_end", original)
-    run_recipe(train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
+    run_recipe(train_csv, output_folder, "--number_of_epochs=2", *extra)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
+    run_recipe(train_csv, tmp_path / "straight", "--number_of_epochs=2")
+    # an intra-epoch checkpoint was written after step 4
+    killed_at_step(monkeypatch, 5, train_csv, tmp_path / "killed", "--ckpt_interval_steps=1")
 
     straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
     assert straight.keys() == resumed.keys()
@@ -62,6 +66,14 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     straight_log = (tmp_path / "straight" / "train_log.txt").read_text().splitlines()
     assert resumed_log[-1].startswith("epoch: 2, steps: 6")
     assert resumed_log[-1] == straight_log[-1]
+
+
+def test_resume_from_an_end_of_epoch_checkpoint_logs_the_epochs_own_loss(tmp_path, monkeypatch):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
+    run_recipe(train_csv, tmp_path / "straight", "--number_of_epochs=2")
+    killed_at_step(monkeypatch, 4, train_csv, tmp_path / "killed")  # only epoch 1's checkpoint exists
+    straight_log = (tmp_path / "straight" / "train_log.txt").read_text().splitlines()
+    assert (tmp_path / "killed" / "train_log.txt").read_text().splitlines()[-1] == straight_log[-1]
 
 
 def failure_report(stderr: str) -> str:

@@ -54,12 +54,17 @@ class FoldResult:
 
 @dataclass
 class EmotionResults:
-    """Per-fold scores of one probe, with their mean and (population) standard deviation."""
+    """Per-fold scores of one probe, with their mean and (population) standard deviation.
+
+    ``skipped_folds`` names the folds left out because their test part holds a single emotion
+    (any probe scores 100% or 0% there, which says nothing about the embedding).
+    """
 
     classifier: str
     protocol: str
     label_names: List[str]
     folds: List[FoldResult]
+    skipped_folds: List[str] = field(default_factory=list)
 
     def mean(self, metric: str) -> float:
         """Mean over folds of ``metric`` (one of :data:`METRICS`)."""
@@ -80,15 +85,17 @@ class EmotionResults:
             f"{metric} {self.mean(metric):.2f} ± {self.std(metric):.2f}"
             for metric in ("micro_f1", "macro_f1", "ua")
         )
+        skipped = f", {len(self.skipped_folds)} skipped (one emotion)" if self.skipped_folds else ""
         return (
-            f"{self.classifier} on {self.protocol} ({len(self.folds)} folds): {scores}% "
+            f"{self.classifier} on {self.protocol} ({len(self.folds)} folds{skipped}): {scores}% "
             f"(majority class {self.mean('majority_rate'):.2f}%)"
         )
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict: ``micro_f1`` (mean percent, the paper's metric), ``macro_f1``,
         ``ua``, ``majority_rate`` and their ``*_std``, ``folds`` (per-fold dicts), ``confusion``
-        (``labels`` and summed ``matrix``), ``classifier``, ``protocol``, ``n_folds``."""
+        (``labels`` and summed ``matrix``), ``classifier``, ``protocol``, ``n_folds`` (scored),
+        ``skipped_folds``."""
         out: Dict[str, Any] = {}
         for metric in METRICS:
             out[metric] = self.mean(metric)
@@ -99,6 +106,7 @@ class EmotionResults:
             classifier=self.classifier,
             protocol=self.protocol,
             n_folds=len(self.folds),
+            skipped_folds=list(self.skipped_folds),
         )
         return out
 
@@ -150,7 +158,8 @@ def evaluate_emotion(
     -------
     EmotionResults
         Micro-F1 (= accuracy for single-label multiclass), macro-F1, unweighted accuracy and
-        majority-class rate per fold, in percent, with the confusion matrices.
+        majority-class rate per fold, in percent, with the confusion matrices; a fold whose test
+        part holds one emotion is skipped and named in ``skipped_folds`` (logged).
     """
     features, labels, label_names = _checked_inputs(embeddings, labels, folds)
     groups = _speaker_groups(speakers, len(labels))
@@ -161,8 +170,15 @@ def evaluate_emotion(
         )
     probe, grid = probes.build_probe(classifier, seed, param_grid, mlp_options)
     results = []
+    skipped = [fold.name for fold in folds if len(set(labels[fold.test_index])) < 2]
+    for name in skipped:
+        logger.warning("fold %s skipped: its test part holds a single emotion (nothing to tell apart)", name)
+    if len(skipped) == len(folds):
+        raise DataError("every fold's test part holds a single emotion: nothing to evaluate")
     with probes.single_threaded():
         for fold in folds:
+            if fold.name in skipped:
+                continue
             pool, splits = probes.selection_splits(fold, groups, inner_folds, seed)
             selection_params = probes.fit_params(classifier, groups[pool])
             chosen = probes.select_hyperparameters(
@@ -181,7 +197,7 @@ def evaluate_emotion(
                 )
             )
             logger.info("fold %s: micro-F1 %.2f%% with %s", fold.name, results[-1].micro_f1, chosen)
-    return EmotionResults(classifier, folds[0].protocol, label_names, results)
+    return EmotionResults(classifier, folds[0].protocol, label_names, results, skipped)
 
 
 def emotion_metrics(

@@ -187,7 +187,7 @@ def selection_splits(
     if n_speakers < inner_folds:
         raise DataError(
             f"fold {fold.name!r} trains on {n_speakers} speaker(s), fewer than the "
-            f"{inner_folds} inner folds for hyperparameter selection; lower inner_folds"
+            f"{inner_folds} inner folds for hyperparameter selection; lower --inner_folds (at least 2)"
         )
     splitter = GroupKFold(inner_folds, shuffle=True, random_state=seed)
     return pool, list(splitter.split(pool, groups=groups[pool]))

@@ -17,7 +17,9 @@ A corpus module only knows its layout: it walks ``data_folder`` and turns each f
 Skip reasons. *Invalid* files (``unreadable``, ``empty``, ``unexpected_name``, ``no_label``,
 ``missing_audio``) are counted and logged with their first few paths when ``skip_invalid`` is True,
 and raise :class:`DataError` naming the file when it is False. *Filtered* rows (``too_short``,
-``label_not_kept``, ``split_not_kept``, ``not_speech``, ``trial_speaker``) are always just counted.
+``label_not_kept``, ``split_not_kept``, ``not_speech``, ``trial_speaker``) are always just counted;
+``too_short`` is below ``min_duration`` or the encoders' shortest input
+(:data:`~speechbrain_dino.short_clips.MIN_CLIP_SECONDS`).
 
 Sample rates. A file whose rate differs from ``sample_rate`` is a :class:`DataError` unless
 ``resample=True``; then its row is kept (its duration is still exact, taken at its own rate), the
@@ -41,6 +43,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from speechbrain_dino.audio import AUDIO_EXTENSIONS, AudioInfo, audio_info
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row, summarize, write_manifest
+from speechbrain_dino.short_clips import MIN_CLIP_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ FILTER_REASONS = ("too_short", "label_not_kept", "split_not_kept", "not_speech",
 EXAMPLES_PER_REASON = 3
 #: Header reads are I/O bound (network file systems especially): a few threads overlap them.
 HEADER_READ_THREADS = 8
-#: Durations are written with millisecond precision; anything shorter would read back as zero.
-SHORTEST_WRITABLE_SECONDS = 0.001
 
 OptionValue = Union[str, int, float, bool, None, Sequence[str]]
 
@@ -373,10 +374,9 @@ def _rows_with_durations(
                 _failure_reason(utterance.path, header), utterance.path, header.message
             )
             continue
-        if header.duration < max(min_duration, SHORTEST_WRITABLE_SECONDS):
-            scan_report.skip(
-                "too_short", utterance.path, f"{header.duration:.3f} s < {min_duration} s"
-            )
+        shortest = max(min_duration, MIN_CLIP_SECONDS)  # the encoders' shortest input at least
+        if header.duration < shortest:
+            scan_report.skip("too_short", utterance.path, f"{header.duration:.3f} s < {shortest} s")
             continue
         if header.sample_rate != sample_rate:
             if not resample:

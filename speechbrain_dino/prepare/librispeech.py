@@ -1,9 +1,10 @@
-"""LibriSpeech: ``SPK/CHAPTER/SPK-CHAPTER-UTT.flac`` (or a flat folder of them) → ``spk_id`` SPK.
+"""LibriSpeech: ``SPK/CHAPTER/SPK-CHAPTER-UTT.flac`` (or ``SPK/SPK-CHAPTER-UTT.flac``, or a flat
+folder of them) → ``spk_id`` SPK.
 
 ``data_folder`` is one subset (e.g. ``LibriSpeech/train-clean-100``) or any folder of such files;
 transcripts and other non-audio files are ignored. The ID is the file name without extension. When
-a file sits in a numeric folder pair, that pair must be its speaker and chapter (a misplaced file
-is an ``unexpected_name``).
+a file sits in a numeric folder, that folder must be its speaker's (``SPK/``) or its chapter's
+inside its speaker's (``SPK/CHAPTER/``); a misplaced file is an ``unexpected_name``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def prepare_librispeech(
     Arguments
     ---------
     data_folder : PathLike
-        A LibriSpeech subset folder, nested ``SPK/CHAPTER/`` or flat.
+        A LibriSpeech subset folder, nested ``SPK/CHAPTER/``, by speaker ``SPK/``, or flat.
     save_csv : PathLike
         The manifest to write.
     sample_rate, resample, min_duration, skip_invalid
@@ -74,9 +75,10 @@ def _label(path: str) -> Utterance:
     match = NAME_PATTERN.match(stem)
     if match is None:
         raise Skip("unexpected_name", "expected SPK-CHAPTER-UTT")
-    chapter_folder = os.path.dirname(path)
-    folders = (os.path.basename(os.path.dirname(chapter_folder)), os.path.basename(chapter_folder))
-    if folders[1].isdigit() and folders != (match["speaker"], match["chapter"]):
+    folder = os.path.dirname(path)
+    folders = (os.path.basename(os.path.dirname(folder)), os.path.basename(folder))
+    in_place = folders == (match["speaker"], match["chapter"]) or folders[1] == match["speaker"]
+    if folders[1].isdigit() and not in_place:
         raise Skip(
             "unexpected_name",
             f"file of {match['speaker']}/{match['chapter']} in {'/'.join(folders)}",

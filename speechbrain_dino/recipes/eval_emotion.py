@@ -20,6 +20,7 @@ from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
 from speechbrain_dino.emotion.outputs import write_outputs
 from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.recipe_settings import EVAL_EMOTION
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
 
 
@@ -27,7 +28,11 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 def main(argv):
     """Builds the folds, evaluates the encoder and the baselines, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "data_csv"), usage=__doc__, default_hparams="hparams/emotion.yaml"
+        argv,
+        required=("pretrained_path", "data_csv"),
+        usage=__doc__,
+        default_hparams="hparams/emotion.yaml",
+        settings=EVAL_EMOTION,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(
@@ -48,7 +53,8 @@ def main(argv):
             extraction_options(hparams, run_opts), seed=hparams["seed"],
         )
         results[name] = evaluate_emotion(
-            table.vectors, labels, folds, speakers, classifier=hparams["classifier"], seed=hparams["seed"]
+            table.vectors, labels, folds, speakers, classifier=hparams["classifier"],
+            inner_folds=hparams["inner_folds"], seed=hparams["seed"],
         )
         print(f"emotion | {name} | {results[name].summary()}")
     write_outputs(results, hparams["output_folder"], main=hparams["system_name"])

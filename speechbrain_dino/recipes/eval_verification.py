@@ -16,19 +16,26 @@ import speechbrain as sb
 
 from speechbrain_dino.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.recipe_settings import EVAL_VERIFICATION
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
 from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, results_line, verify, write_outputs
+from speechbrain_dino.verification.trials import read_trials
 
 
 @exit_on_data_error
 def main(argv):
     """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "test_csv", "trials"), usage=__doc__, default_hparams="hparams/verification.yaml"
+        argv,
+        required=("pretrained_path", "test_csv", "trials"),
+        usage=__doc__,
+        default_hparams="hparams/verification.yaml",
+        settings=EVAL_VERIFICATION,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)
     test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"), replacements=replacements)
+    trials = read_trials(hparams["trials"], [row["ID"] for row in test_rows])  # checked before any embedding
     cohort_rows = None
     if hparams.get("cohort_csv"):
         cohort_rows = read_cohort(hparams["cohort_csv"], hparams["as_norm_top_n"], replacements)
@@ -42,7 +49,7 @@ def main(argv):
             )
 
         cohort = None if cohort_rows is None else cohort_means(embed(cohort_rows, "cohort"), cohort_rows)
-        results[name] = verify(embed(test_rows, "test"), hparams["trials"], cohort, hparams["as_norm_top_n"])
+        results[name] = verify(embed(test_rows, "test"), trials, cohort, hparams["as_norm_top_n"])
         print(f"verification | {name} | {results_line(results[name])}")
     write_outputs(results, hparams["output_folder"], main=hparams["system_name"])
 

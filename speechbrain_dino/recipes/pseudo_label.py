@@ -26,6 +26,7 @@ from speechbrain_dino.pseudo_labels.outputs import (
     summary_line,
     write_outputs,
 )
+from speechbrain_dino.recipe_settings import PSEUDO_LABEL
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, load_recipe
 
 
@@ -33,7 +34,11 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 def main(argv):
     """Embeds the training manifest, clusters it, writes pseudo-labels and the report."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("pretrained_path", "train_csv"), usage=__doc__, default_hparams="hparams/pseudo_label.yaml"
+        argv,
+        required=("pretrained_path", "train_csv"),
+        usage=__doc__,
+        default_hparams="hparams/pseudo_label.yaml",
+        settings=PSEUDO_LABEL,
     )
     output = hparams["output_folder"]
     if outputs_exist(output):

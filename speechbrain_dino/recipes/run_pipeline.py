@@ -21,7 +21,9 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.console import quiet_terminal_logging
 from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
+from speechbrain_dino.recipe_settings import RUN_PIPELINE
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
+from speechbrain_dino.settings import check_stage_run_options
 
 #: The flag that streams every stage's output (the YAML's ``verbose``; a bare flag means true).
 VERBOSE_FLAG = "--verbose"
@@ -32,8 +34,9 @@ def main(argv):
     """Prepares the data (demo), runs every stage, prints where the outputs are and the table."""
     argv = [f"{VERBOSE_FLAG}=True" if arg == VERBOSE_FLAG else arg for arg in argv]
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, usage=__doc__, default_hparams="hparams/demo/pipeline.yaml"
+        argv, usage=__doc__, default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE
     )
+    check_stage_run_options(hparams.get("run_options") or [])
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     if not hparams.get("verbose"):
         quiet_terminal_logging()

@@ -19,7 +19,11 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
+from speechbrain_dino.recipe_settings import TRAIN_AAM
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.export import pretrained_weights
+from speechbrain_dino.short_clips import drop_short_rows
+from speechbrain_dino.training.run_inputs import claim_output_folder
 from speechbrain_dino.training.fine_tuning import FineTuneModels, check_label_set, labelled_rows
 
 
@@ -48,10 +52,18 @@ def dataio_prep(hparams, rows):
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("train_csv", "init_from"), usage=__doc__, default_hparams="hparams/train_aam.yaml"
+        argv,
+        required=("train_csv", "init_from"),
+        usage=__doc__,
+        default_hparams="hparams/train_aam.yaml",
+        settings=TRAIN_AAM,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    rows = labelled_rows(hparams["train_csv"], data_replacements(hparams))
+    claim_output_folder(
+        hparams["output_folder"],
+        {"train_csv": hparams["train_csv"], "init_from": pretrained_weights(hparams["init_from"])},
+    )
+    rows = drop_short_rows(labelled_rows(hparams["train_csv"], data_replacements(hparams)), hparams["train_csv"])
     models = FineTuneModels.from_pretrained(
         hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]
     )

@@ -17,16 +17,19 @@ import sys
 import speechbrain as sb
 
 from speechbrain_dino.data.crops import multicrop_pipeline
-from speechbrain_dino.data.dataio import dataset_from_manifest
-from speechbrain_dino.export import Architecture
+from speechbrain_dino.data.dataio import dataset_from_rows
+from speechbrain_dino.export import Architecture, pretrained_weights
+from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.recipe_settings import TRAIN_DINO
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.short_clips import drop_short_rows
+from speechbrain_dino.training.run_inputs import claim_output_folder
 
 
 def dataio_prep(hparams):
     """The training set: every utterance yields ``global_crops`` [G, Tg] and ``local_crops`` [L, Tl]."""
-    train_data = dataset_from_manifest(
-        hparams["train_csv"], required=("ID", "duration", "wav"), replacements=data_replacements(hparams)
-    )
+    rows = read_manifest(hparams["train_csv"], required=("ID", "duration", "wav"), replacements=data_replacements(hparams))
+    train_data = dataset_from_rows(drop_short_rows(rows, hparams["train_csv"]))
     train_data.add_dynamic_item(multicrop_pipeline(hparams["crops"], resample=hparams["resample"]))
     train_data.set_output_keys(["id", "global_crops", "local_crops", "n_padded_crops"])
     return train_data
@@ -36,9 +39,13 @@ def dataio_prep(hparams):
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml"
+        argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml", settings=TRAIN_DINO
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
+    inputs = {"train_csv": hparams["train_csv"]}
+    if hparams.get("init_from"):  # a warm start (e.g. from a contrastive run) is an input too
+        inputs["init_from"] = pretrained_weights(hparams["init_from"])
+    claim_output_folder(hparams["output_folder"], inputs)
     train_data = dataio_prep(hparams)
     architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module)
     metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}

@@ -29,6 +29,12 @@ def labelled_rows(csv_path: PathLike, replacements: Optional[Mapping[str, str]] 
             f"first at line {unlabelled[0]}",
             csv_path,
         )
+    speakers = {row["spk_id"] for row in rows}
+    if len(speakers) < 2:
+        raise DataError(
+            f"has {len(speakers)} speaker label(s); AAM training classifies speakers and needs at least 2",
+            csv_path,
+        )
     return rows
 
 

@@ -18,7 +18,7 @@ from speechbrain_dino.embeddings import EmbeddingTable
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row, read_manifest
 from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
-from speechbrain_dino.verification.trials import Trials, read_trials, write_trials
+from speechbrain_dino.verification.trials import Trials, write_trials
 from speechbrain_dino.verification.metrics import plot_det, verification_metrics
 
 
@@ -68,7 +68,7 @@ def cohort_means(table: EmbeddingTable, rows: Sequence[Row]) -> np.ndarray:
 
 def verify(
     table: EmbeddingTable,
-    trials_path: PathLike,
+    trials: Trials,
     cohort: Optional[np.ndarray] = None,
     top_n: Optional[int] = 300,
 ) -> VerificationResult:
@@ -78,14 +78,16 @@ def verify(
     ---------
     table : EmbeddingTable
         Embeddings of every utterance the trials name.
-    trials_path : PathLike
-        ``label enrol test`` lines (VoxCeleb format).
+    trials : Trials
+        The trial list, read (:func:`~speechbrain_dino.verification.trials.read_trials`) against
+        the ids of ``table`` before embedding, so that a bad list fails before that work.
     cohort : np.ndarray, optional
         ``[C, D]`` cohort embeddings (e.g. training speakers' means) for adaptive S-norm.
     top_n : int, optional
         AS-norm cohort size per side; None for plain S-norm over the whole cohort.
     """
-    trials = read_trials(trials_path, table.ids)
+    if list(trials.ids) != list(table.ids):
+        raise ValueError("the trials index another embedding table (read them against table.ids)")
     result = VerificationResult(trials)
     raw = cosine_scores(table.vectors, trials.enrol, trials.test)
     result.scores["raw"] = raw

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from speechbrain_dino.errors import DataError
+from speechbrain_dino.errors import DataError, os_error_message
 from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
@@ -41,6 +41,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write_trials(trials, args.output)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. an output folder that cannot be written
+        print(f"error: {os_error_message(error)}", file=sys.stderr)
         return 2
     targets = int(trials.labels.sum())
     print(f"{args.output}: {len(trials)} trials ({targets} target, {len(trials) - targets} non-target)")

@@ -55,6 +55,12 @@ def generate_trials(
     Trials
         Sorted by (enrol, test), indices into ``ids = [row["ID"] for row in rows]``, the
         lower row index on the enrol side.
+
+    Raises
+    ------
+    DataError
+        No rows, an empty ``spk_id``, or rows that give only one kind of trial (a single
+        speaker, or no speaker with two utterances).
     """
     if not rows:
         raise DataError("no rows to generate trials from")
@@ -69,6 +75,12 @@ def generate_trials(
     nontarget = _nontarget_pairs(speakers, same, n_nontarget, rng)
     enrol = np.concatenate([target[0], nontarget[0]])
     test = np.concatenate([target[1], nontarget[1]])
+    if not len(target[0]) or not len(nontarget[0]):
+        raise DataError(
+            f"the rows give {len(target[0])} target and {len(nontarget[0])} non-target trials "
+            f"({len(set(speakers.tolist()))} speaker(s)): EER and minDCF need both kinds; "
+            "use a manifest with more speakers or utterances per speaker"
+        )
     labels = np.repeat(np.array([1, 0], np.int8), [len(target[0]), len(nontarget[0])])
     order = np.lexsort((test, enrol))
     return Trials(labels[order], enrol[order], test[order], [row["ID"] for row in rows])

@@ -4,9 +4,10 @@ Every Brain here trains an utterance encoder (SpeechBrain's ECAPA-TDNN by defaul
 Fbank -> sentence mean normalisation -> encoder -> ``[B, 1, D]`` embedding. :class:`EncoderBrain`
 holds what all of them need: feature extraction and augmentation, the per-step LR / weight-decay
 schedule, per-epoch statistics, optional validation EER, checkpointing and the ``pretrained/``
-export; and three overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
-gradient clipping over every parameter group, and a training loader with its own generator
-(exact mid-epoch resume).
+export; and four overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
+gradient clipping over every parameter group, a training loader with its own generator
+(exact mid-epoch resume), and recovery from an end-of-epoch checkpoint that starts the next
+epoch's step count and running loss afresh.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from speechbrain.utils.distributed import if_main_process
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
@@ -42,6 +44,7 @@ def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
     return flat.std(dim=0).mean() * math.sqrt(flat.shape[-1])
 
 
+@sb.utils.checkpoints.register_checkpoint_hooks
 class EncoderBrain(sb.Brain):
     """Base of the project's Brains: features, schedule, clipping, stats, validation, export.
 
@@ -73,9 +76,21 @@ class EncoderBrain(sb.Brain):
             self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
             self.checkpointer.add_recoverable("rank_monitor", self.rank_monitor, optional_load=True)
 
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch) -> None:
+        """SpeechBrain's recovery of ``step`` and ``avg_train_loss``, which an end-of-epoch
+        checkpoint holds for the finished epoch: the next epoch starts them from zero (as an
+        uninterrupted run does), so its logged loss is its own."""
+        super()._recover(path, end_of_epoch)
+        if end_of_epoch:
+            self.step = 0
+            self.avg_train_loss = 0.0
+
     # ----------------------------------------------------------------- set-up
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """Also records the number of optimiser steps per epoch (after DDP sharding).
+        """Also records the number of optimiser steps per epoch (after DDP sharding), and refuses
+        a training set too small for one step (``drop_last`` would train nothing and export an
+        untrained encoder).
 
         The training loader gets its own ``torch.Generator``: creating a loader iterator draws a
         worker seed from it instead of from the global generator that crops and augmentation use,
@@ -86,7 +101,13 @@ class EncoderBrain(sb.Brain):
             loader_kwargs["generator"] = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         if stage == sb.Stage.TRAIN:
-            self.steps_per_epoch = max(1, len(loader) // self.grad_accumulation_factor)
+            if len(loader) // self.grad_accumulation_factor == 0:
+                raise DataError(
+                    f"no training step per epoch: {len(dataset)} training utterances, batch_size "
+                    f"{loader_kwargs.get('batch_size')} per process with drop_last "
+                    f"(x{self.grad_accumulation_factor} accumulation, DDP shards the data): lower --batch_size"
+                )
+            self.steps_per_epoch = len(loader) // self.grad_accumulation_factor
         return loader
 
     def build_schedule(self):
