@@ -31,6 +31,7 @@ from common import REPO, SHARED_DATA, machine  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
 from speechbrain_dino.embeddings import extract_embeddings  # noqa: E402
+from speechbrain_dino.errors import DataError  # noqa: E402
 from speechbrain_dino.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig  # noqa: E402
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label  # noqa: E402
@@ -70,7 +71,7 @@ def study_one(vectors: np.ndarray, truth: np.ndarray) -> Dict[str, Dict]:
     for name, config in SETTINGS.items():
         try:
             result = pseudo_label(vectors, config, seed=0, true_labels=truth)
-        except Exception as error:  # a setting may fail outright (e.g. PLDA on too few clusters)
+        except DataError as error:  # a setting may fail outright (e.g. PLDA on too few clusters)
             results[name] = {"error": str(error).splitlines()[0]}
             continue
         labels = result.labels

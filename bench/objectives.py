@@ -92,9 +92,7 @@ class ObjectivesStudy(Study):
         run = {**base, "number_of_epochs": epochs, "valid_csv": self.data.dev_csv, "valid_trials": self.data.dev_trials}
         run.pop("train_csv")
         self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, run, name=f"{name} pretraining")
-        system = self.trained_system(name, folder, epochs, hparams_file, self.data.pretrain_csv)
-        system.name = name
-        return system
+        return self.trained_system(name, folder, epochs, hparams_file, self.data.pretrain_csv)
 
     def evaluate_sets(self, system: System, baselines: Sequence[str]) -> None:
         """Verification of ``system`` (and ``baselines``) on the three held-out sets."""

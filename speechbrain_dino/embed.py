@@ -29,6 +29,7 @@ from speechbrain_dino.export import read_metadata, recorded_threshold
 from speechbrain_dino.manifest import Row, read_manifest
 from speechbrain_dino.prepare.common import find_audio
 from speechbrain_dino.prepare.folder import relative_id
+from speechbrain_dino.recipe_utils import exit_on_data_error
 from speechbrain_dino.verification.scoring import unit_rows
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -142,12 +143,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point (``sbdino-embed``)."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        run(args)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_data_error(run)(parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

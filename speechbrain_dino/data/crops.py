@@ -148,6 +148,13 @@ def circular_slices(
     return signals[rows.unsqueeze(1), positions % lengths.unsqueeze(1)]
 
 
+def slices_of(signal: torch.Tensor, offsets: torch.Tensor, frames: int) -> torch.Tensor:
+    """``[C, frames]`` slices of one ``[W]`` signal from ``offsets`` ``[C]`` (tiled past its end)."""
+    count = offsets.shape[0]
+    lengths = torch.full((count,), signal.shape[0], dtype=torch.long)
+    return circular_slices(signal.unsqueeze(0), lengths, offsets, frames, torch.zeros(count, dtype=torch.long))
+
+
 def sample_crops(
     signal: torch.Tensor,
     crop_frames: int,
@@ -177,10 +184,7 @@ def sample_crops(
     padded = available < crop_frames
     offset_range = available if padded else available - crop_frames + 1
     offsets = torch.randint(offset_range, (count,), generator=generator)
-    lengths = torch.full((count,), available, dtype=torch.long)
-    rows = torch.zeros(count, dtype=torch.long)
-    crops = circular_slices(signal.unsqueeze(0), lengths, offsets, crop_frames, rows)
-    return crops, count if padded else 0
+    return slices_of(signal, offsets, crop_frames), count if padded else 0
 
 
 def sample_spread_crops(
@@ -212,9 +216,7 @@ def sample_spread_crops(
     starts = torch.randint(free + 1, (count,), generator=generator).sort().values
     offsets = starts + gap * torch.arange(count)
     offsets = offsets[torch.randperm(count, generator=generator)]
-    rows = torch.zeros(count, dtype=torch.long)
-    lengths = torch.full((count,), available, dtype=torch.long)
-    return circular_slices(signal.unsqueeze(0), lengths, offsets, crop_frames, rows), 0
+    return slices_of(signal, offsets, crop_frames), 0
 
 
 def multicrop_pipeline(

@@ -94,7 +94,7 @@ def merge_clusters(
     if len(sums) < 2:
         return np.zeros(len(x), dtype=np.int64), None
     choice = pair_share_threshold(sums, agglomerate_at, seed)
-    return agglomerate_at(choice.threshold)[assignments], choice
+    return choice.labels[assignments], choice
 
 
 def mean_directions(x: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -56,12 +56,14 @@ class ThresholdChoice:
     within_share : float, the within-cluster share of distinct centroid pairs at that threshold.
     effective_clusters : float, ``1 / within_share`` (about the number of equal clusters with that
         share; at most ``C``).
+    labels : np.ndarray [C] int, the centroids' clusters at that threshold.
     history : list of [threshold, share of pairs above it, within-cluster share] per step tried.
     """
 
     threshold: float
     within_share: float
     effective_clusters: float
+    labels: np.ndarray
     history: List[List[float]] = field(default_factory=list)
 
 
@@ -110,14 +112,15 @@ def pair_share_threshold(
     chosen = None
     while share <= MAX_SHARE:
         threshold = float(np.quantile(cosines, 1.0 - share))
-        within = within_cluster_share(agglomerate_at(threshold))
+        labels = agglomerate_at(threshold)
+        within = within_cluster_share(labels)
         history.append([threshold, share, within])
         if chosen is not None and within < EXPLAINED * share:
             break
-        chosen = (threshold, within)
+        chosen = (threshold, within, labels)
         share *= SHARE_STEP
-    threshold, within = chosen
-    return ThresholdChoice(threshold, within, 1.0 / max(within, 1.0 / len(centroids)), history)
+    threshold, within, labels = chosen
+    return ThresholdChoice(threshold, within, 1.0 / max(within, 1.0 / len(centroids)), labels, history)
 
 
 def typical_size_floor(labels: np.ndarray) -> int:

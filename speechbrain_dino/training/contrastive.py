@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
+from speechbrain_dino.training.ranks import gather_rows, scale_for_ranks
 
 
 class ProjectionHead(nn.Module):
@@ -39,14 +40,12 @@ class ProjectionHead(nn.Module):
 def gather_views_across_ranks(projections: torch.Tensor, n_views: int) -> torch.Tensor:
     """All-gathers ``[V * B, P]`` from every rank into ``[V * R * B, P]``, still view-major.
 
-    Gradient flows into this rank's rows only (the other ranks' rows are constants here, and DDP
-    averages the per-rank gradients). Every rank must pass the same ``B`` (use ``drop_last``).
+    Gradient flows into this rank's rows only (:func:`~speechbrain_dino.training.ranks.gather_rows`).
+    Every rank must pass the same ``B`` (use ``drop_last``).
     """
-    gathered = [torch.empty_like(projections) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, projections.contiguous())
-    gathered[dist.get_rank()] = projections
-    per_view = [rank_rows.view(n_views, -1, rank_rows.shape[-1]) for rank_rows in gathered]
-    return torch.cat(per_view, dim=1).flatten(0, 1)
+    gathered = gather_rows(projections.contiguous())  # [R * V * B, P], rank-major
+    ranks = gathered.shape[0] // projections.shape[0]
+    return gathered.view(ranks, n_views, -1, gathered.shape[-1]).transpose(0, 1).flatten(0, 2)
 
 
 class NTXentLoss(nn.Module):
@@ -93,9 +92,4 @@ class NTXentLoss(nn.Module):
         log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         positive_log_probs = log_probs.masked_fill(~is_positive, 0.0).sum(dim=1) / (n_views - 1)
         loss = -positive_log_probs.mean()
-        if gathered:
-            # every rank holds the global loss but back-propagates through its own rows only, and
-            # DDP averages over ranks: scale the gradient (not the value) by the world size
-            world = dist.get_world_size()
-            loss = loss + (world - 1) * (loss - loss.detach())
-        return loss
+        return scale_for_ranks(loss) if gathered else loss

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechbrain_dino.training.contrastive import NTXentLoss, ProjectionHead
+from speechbrain_dino.training.ranks import gather_rows, scale_for_ranks, world_size
 from speechbrain_dino.training.schedules import TermWeight
 
 
@@ -75,29 +76,6 @@ class SelfDistillationViews(NamedTuple):
     def n_teacher_views(self) -> int:
         """``G``."""
         return self.teacher_embeddings.shape[0] // self.batch_size
-
-
-def gather_rows(rows: torch.Tensor) -> torch.Tensor:
-    """All-gathers ``[N, F]`` from every rank into ``[R * N, F]`` (this rank's rows keep their grad).
-
-    Outside ``torch.distributed`` the rows come back as they are. Under DDP the other ranks' rows
-    are constants here; a loss over the gathered rows must be passed through
-    :func:`scale_for_ranks` so that DDP's average of the per-rank gradients is the gradient of
-    the global loss.
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return rows
-    gathered = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, rows.detach().contiguous())
-    gathered[dist.get_rank()] = rows
-    return torch.cat(gathered)
-
-
-def scale_for_ranks(loss: torch.Tensor) -> torch.Tensor:
-    """Same value; gradient times the world size (each rank back-propagates only its own rows)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return loss
-    return loss + (dist.get_world_size() - 1) * (loss - loss.detach())
 
 
 class WeightedTerm(nn.Module):
@@ -203,18 +181,19 @@ class KoLeoTerm(WeightedTerm):
     def forward(self, views: SelfDistillationViews) -> torch.Tensor:
         """KoLeo of ``views.student_embeddings``, view by view."""
         embeddings = views.student_embeddings.float()
-        per_view = embeddings.view(views.n_student_views, views.batch_size, -1)
-        return torch.stack([koleo(view, self.eps) for view in per_view]).mean()
+        return koleo(embeddings.view(views.n_student_views, views.batch_size, -1), self.eps)
 
 
 def koleo(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Kozachenko-Leonenko term of ``[N, D]`` embeddings (N >= 2), after L2 normalisation."""
+    """Kozachenko-Leonenko term of ``[N, D]`` embeddings (N >= 2), after L2 normalisation; of
+    ``[V, N, D]``, the mean of each group's term (neighbours sought within a group only)."""
     unit = F.normalize(embeddings, dim=-1, eps=eps)
     with torch.no_grad():
-        similarity = unit @ unit.T
-        similarity.fill_diagonal_(-2.0)
-        nearest = similarity.argmax(dim=1)
-    distances = (unit - unit[nearest]).norm(dim=-1)
+        similarity = unit @ unit.transpose(-1, -2)
+        similarity.diagonal(dim1=-2, dim2=-1).fill_(-2.0)
+        nearest = similarity.argmax(dim=-1, keepdim=True)  # [..., N, 1]
+    neighbours = torch.take_along_dim(unit, nearest, dim=-2)
+    distances = (unit - neighbours).norm(dim=-1)
     return -torch.log(distances + eps).mean()
 
 
@@ -233,7 +212,7 @@ class MeanEntropyTerm(WeightedTerm):
         """KL of the mean student prototype distribution from uniform."""
         probs = F.softmax(views.student_logits.float() / self.temperature, dim=-1)
         sum_and_count = torch.cat([probs.sum(0), probs.new_tensor([probs.shape[0]])])
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if world_size() > 1:
             others = sum_and_count.detach().clone()
             dist.all_reduce(others)
             sum_and_count = sum_and_count + (others - sum_and_count.detach())
