@@ -75,15 +75,26 @@ EVAL_SETS = {
 class ObjectivesStudy(Study):
     """:class:`run_all.Study` for self-supervised objectives: dev validation, three test sets."""
 
+    def calibrate_systems(self, names: Sequence[str]) -> None:
+        """Measures the step time of every system in ``names`` (and of paper DINO, the speed unit)
+        before any training, one after another, so that all ratios come from one quiet stretch of
+        the run and later work on the machine cannot skew the plan."""
+        for name in dict.fromkeys(["DINO (paper settings)", *names]):
+            preset, overrides = SYSTEMS[name]
+            self.calibrate(slug(name), "train_dino", os.path.join(PRESETS, preset),
+                           {"train_csv": self.data.pretrain_csv, **overrides})
+
     def train(self, name: str, preset: str, overrides: Mapping, budget_share: float = 1.0,
-              init_from: Optional[str] = None) -> System:
-        """Trains ``name`` from ``hparams/demo/<preset>`` with ``overrides`` for its share of the budget."""
+              init_from: Optional[str] = None, timed_as: Optional[str] = None) -> System:
+        """Trains ``name`` from ``hparams/demo/<preset>`` with ``overrides`` for its share of the budget,
+        planned from the step time of ``timed_as`` (a :data:`SYSTEMS` name; default ``name``)."""
         hparams_file = os.path.join(PRESETS, preset)
-        key = slug(name)
+        key = slug(timed_as or name)
         base = {"train_csv": self.data.pretrain_csv, **overrides}
         if init_from:
             base["init_from"] = init_from
-        self.calibrate(key, "train_dino", hparams_file, base)  # the step time, for the speed column
+        if key not in self.step_seconds:
+            self.calibrate(key, "train_dino", hparams_file, base)
         if self.args.epochs:  # an equal number of steps instead of equal minutes
             epochs = max(1, round(self.args.epochs * budget_share))
         else:
@@ -215,13 +226,16 @@ def main() -> None:
     for item in args.pretrained or []:
         name, folder = item.split("=", 1)
         trained[name] = System(name, folder)
+    if not args.pretrained:
+        study.calibrate_systems([part for name in chosen for part in WARM_STARTS.get(name, (name,))])
     for name in ([] if args.pretrained else chosen):
         if name in SYSTEMS:
             trained[name] = study.train(name, *SYSTEMS[name])
         else:
             first, second = WARM_STARTS[name]
-            start = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5)
-            trained[name] = study.train(name, *SYSTEMS[second], budget_share=0.5, init_from=start.pretrained)
+            start = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5, timed_as=first)
+            trained[name] = study.train(name, *SYSTEMS[second], budget_share=0.5, init_from=start.pretrained,
+                                        timed_as=second)
     anchor = next(iter(trained.values()))
     study.evaluate_sets(anchor, BASELINES)
     for system in trained.values():

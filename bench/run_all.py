@@ -153,7 +153,7 @@ class Study:
     def aam_epochs(self, init_from: str, train_csv: str) -> int:
         """Budgeted epochs of an AAM fine-tune (step time measured with the whole network trainable)."""
         hparams_file = self.presets["train_aam"]
-        schedule = {**plain_values(hparams_file)["schedule"], "frozen_epochs": 0}
+        schedule = {**plain_values(hparams_file)["schedule"], "frozen_share": 0}
         self.calibrate("aam", "train_aam", hparams_file,
                        {"train_csv": train_csv, "init_from": init_from, "schedule": schedule})
         return self.planned_epochs("aam", hparams_file, train_csv)

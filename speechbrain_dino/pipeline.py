@@ -11,10 +11,17 @@ Layout of ``output_folder``::
     dino/            DINO training (pretrained/ at the end)
     dino_eval/       verification/ and emotion/ results of the DINO encoder (+ baselines)
     round1/labels/   pseudo_labels.csv, report.json
+    round1/gate/     with ``round_gate``: the members held out of the fine-tuning, their trials,
+                     both encoders' verification on them and decision.json
     round1/aam/      AAM fine-tuning on them (pretrained/)
     round1/eval/     verification/ and emotion/ results
     ...
-    results.json, results.md
+    results.json, results.md, final_encoder.txt (the pretrained/ folder the run ends with)
+
+With ``round_gate`` (:mod:`speechbrain_dino.pseudo_labels.round_gate`), a round whose encoder is
+not better than the previous one on its held-out cluster members is rejected: it is still
+evaluated (its row says so), the previous encoder stays the run's final one, and no further round
+runs (it would cluster the same embeddings again).
 
 Each stage's folder also holds ``stage_output.log``, everything the stage printed; the console
 shows one line per stage as it starts and ends (:mod:`speechbrain_dino.console`), or streams the
@@ -30,8 +37,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from speechbrain_dino.baselines import BASELINE_DESCRIPTIONS
 from speechbrain_dino.console import StageConsole
-from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
+from speechbrain_dino.errors import DataError
+from speechbrain_dino.pseudo_labels.round_gate import GateData, GateDecision, decide, write_gate_data
 from speechbrain_dino.stages import STAGE_LOG, StageRunner, StageUsage
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.verification.trial_generation import generate_trials
@@ -48,6 +57,7 @@ COLUMNS = (
     ("nmi", "NMI", "{:.3f}"),
     ("kept_percent", "kept %", "{:.1f}"),
     ("clusters", "clusters", "{}"),
+    ("gate", "round gate: pseudo-EER % (kept?)", "{}"),
     ("micro_f1", "emotion micro-F1 %", "{:.2f}"),
 )
 #: What the encoder systems of the table are (the baselines': :data:`BASELINE_DESCRIPTIONS`).
@@ -84,7 +94,7 @@ class Pipeline:
     hparams : dict
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
-        ``cohort_csv``; optionally ``run_options``, command-line run options for every stage
+        ``cohort_csv``; optionally ``round_gate`` (``{heldout_share: 0.2}`` or null), ``run_options``, command-line run options for every stage
         (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and ``verbose``
         (stream every stage's output to the terminal, besides its log file).
     """
@@ -93,6 +103,7 @@ class Pipeline:
         self.hparams = hparams
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
+        self.final_encoder: Optional[str] = None
         self.usage: Dict[str, StageUsage] = {}
         data_root = hparams.get("data_root")
         self.stages = StageRunner(
@@ -105,7 +116,8 @@ class Pipeline:
     def plan(self) -> List[str]:
         """The kind (recipe) of every stage :meth:`run` starts, in order."""
         evaluation = ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
-        one_round = ["pseudo_label", "train_aam", *evaluation]
+        gate = ["eval_verification"] * 2 if self.hparams.get("round_gate") else []
+        one_round = ["pseudo_label", "train_aam", *gate, *evaluation]
         return ["train_dino", *evaluation, *one_round * int(self.hparams["rounds"])]
 
     def folder(self, *parts: str) -> str:
@@ -138,6 +150,18 @@ class Pipeline:
         if metrics.get("kept"):
             row["nmi"] = metrics["kept"]["nmi"]
 
+    def gate_split(self, round_name: str, labels_csv: str, folder: str, heldout_share: float,
+                   seed: int) -> Optional[GateData]:
+        """The round's held-out members and trials; None (the round is not gated, said on the
+        console) when its clusters are too small to spare members."""
+        try:
+            return write_gate_data(read_manifest(labels_csv), folder, heldout_share, seed)
+        except DataError as error:
+            message = f"round gate skipped for {round_name}: {error.message}"
+            logger.warning(message)
+            self.stages.console.print(f"  {message}")
+            return None
+
     def write_table(self) -> str:
         """Writes ``results.json`` and ``results.md``; returns the Markdown table and its legend."""
         text = results_table(self.rows) + "\n\n" + legend(self.rows)
@@ -154,6 +178,8 @@ class Pipeline:
         lines = [
             f"Outputs in {self.output}:",
             "  results.md, results.json  this table",
+            f"  final encoder: {os.path.relpath(self.final_encoder, self.output) if self.final_encoder else '-'}"
+            " (loads with EncoderClassifier.from_hparams)",
             f"  */{STAGE_LOG}  each stage's full output (e.g. dino/{STAGE_LOG})",
         ]
         if det:
@@ -170,7 +196,9 @@ class Pipeline:
         )
         self.evaluate("DINO", pretrained, self.folder("dino_eval"), list(hparams.get("baselines") or []))
         per_round = hparams.get("pseudo_label_round_overrides") or []
+        gate = hparams.get("round_gate")
         for round_index in range(1, int(hparams["rounds"]) + 1):
+            round_name = f"round {round_index}"
             labels = self.stages.pseudo_label(
                 hparams["pseudo_label_hparams"], pretrained, hparams["train_csv"],
                 self.folder(f"round{round_index}", "labels"),
@@ -178,15 +206,54 @@ class Pipeline:
                     **(hparams.get("pseudo_label_overrides") or {}),
                     **(per_round[round_index - 1] if round_index <= len(per_round) else {}),
                 },
-                name=f"round {round_index}: pseudo-labels",
+                name=f"{round_name}: pseudo-labels",
             )
-            pretrained = self.stages.train_aam(
-                hparams["aam_hparams"], labels_path(labels), pretrained, self.folder(f"round{round_index}", "aam"),
-                hparams.get("aam_overrides"), name=f"round {round_index}: AAM fine-tuning",
+            train_csv = labels_path(labels)
+            split = None
+            if gate:
+                split = self.gate_split(round_name, train_csv, self.folder(f"round{round_index}", "gate"),
+                                        gate["heldout_share"], int(hparams["seed"]) + round_index)
+                train_csv = split.train_csv if split else train_csv
+            candidate = self.stages.train_aam(
+                hparams["aam_hparams"], train_csv, pretrained, self.folder(f"round{round_index}", "aam"),
+                hparams.get("aam_overrides"), name=f"{round_name}: AAM fine-tuning",
             )
-            self.evaluate(f"round {round_index}", pretrained, self.folder(f"round{round_index}", "eval"), [])
+            decision = None
+            if split:
+                decision = gate_round(self.stages, hparams["verification_hparams"], round_name, pretrained,
+                                      candidate, split)
+            self.evaluate(round_name, candidate, self.folder(f"round{round_index}", "eval"), [])
             self.add_clustering(labels)
+            if decision is not None:
+                self.rows[-1]["gate"] = f"{decision.round_eer:.2f} vs {decision.previous_eer:.2f} " + (
+                    "(kept)" if decision.accepted else "(rejected)")
+                if not decision.accepted:
+                    break
+            pretrained = candidate
+        self.final_encoder = pretrained
+        with open(self.folder("final_encoder.txt"), "w", encoding="utf-8") as fout:
+            fout.write(pretrained + "\n")
         return self.write_table()
+
+
+def gate_round(
+    stages: StageRunner, verification_hparams: str, round_name: str, previous: str, candidate: str, split: GateData
+) -> GateDecision:
+    """Both encoders' EER on the held-out members' trials of ``split`` (each verified into its own
+    folder beside them) and the decision, saved as ``decision.json`` there and printed."""
+    folder = os.path.dirname(split.trials)
+    eers = []
+    for system, pretrained in (("previous", previous), (round_name, candidate)):
+        results = stages.verification(
+            verification_hparams, pretrained, split.heldout_csv, split.trials,
+            os.path.join(folder, system.replace(" ", "")), system, name=f"{round_name}: gate ({system} encoder)",
+        )
+        eers.append(results[system]["raw"]["EER"])
+    decision = decide(*eers)
+    decision.write(os.path.join(folder, "decision.json"))
+    logger.info(decision.summary())
+    stages.console.print(f"  {decision.summary()}")
+    return decision
 
 
 def table_row(

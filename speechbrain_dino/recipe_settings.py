@@ -98,11 +98,14 @@ TRAIN_AAM: SettingsTable = {
     **_TRAINING,
     "crop_seconds": POSITIVE,
     "subcenters": COUNT,
-    "schedule.frozen_epochs": NON_NEGATIVE,
+    "examples_per_class": Setting(float, low=0, open_low=True, nullable=True),
+    "min_epochs": COUNT,
+    "schedule.frozen_share": FRACTION,
+    "schedule.warmup_share": FRACTION,
     "schedule.head_lr": NON_NEGATIVE,
     "schedule.full_lr": NON_NEGATIVE,
     "schedule.margin": Setting(float, low=0, high=1, open_high=True),
-    "schedule.margin_warmup_epochs": NON_NEGATIVE,
+    "schedule.margin_warmup_share": FRACTION,
 }
 
 PSEUDO_LABEL: SettingsTable = {
@@ -139,6 +142,7 @@ EVAL_EMOTION: SettingsTable = {
 RUN_PIPELINE: SettingsTable = {
     "seed": SEED,
     "rounds": NON_NEGATIVE_COUNT,
+    "round_gate.heldout_share": Setting(float, low=0, high=1, open_low=True, open_high=True),
     "verbose": FLAG,
     "dino_overrides": Nested(TRAIN_DINO),
     "pseudo_label_overrides": Nested(PSEUDO_LABEL),

@@ -25,7 +25,7 @@ ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 TINY_ECAPA = dict(input_size=40, channels=[32, 32, 32, 32, 96], lin_neurons=32,
                   attention_channels=16, se_channels=16)
 TINY_AAM = ["--crop_seconds=1.0", "--batch_size=4", "--noprogressbar",
-            "--schedule={frozen_epochs: 1, warmup_epochs: 0, margin_warmup_epochs: 0}"]
+            "--schedule={frozen_share: 0.25, warmup_share: 0, margin_warmup_share: 0}"]
 
 
 def classifier_with(rows):
@@ -72,7 +72,7 @@ def test_the_margin_of_each_call_is_speechbrains_aam_at_that_margin(margin):
 
 def test_fine_tuning_schedule_has_two_phases_and_a_margin_warm_up():
     schedule = FineTuneSchedule.from_epochs(
-        epochs=4, steps_per_epoch=10, frozen_epochs=1, warmup_epochs=0.5, margin_warmup_epochs=2,
+        epochs=4, steps_per_epoch=10, frozen_share=0.25, warmup_share=0.125, margin_warmup_share=0.5,
         head_lr=0.01, full_lr=0.001, margin=0.2,
     )
     assert (schedule.total_steps, schedule.frozen_steps, schedule.warmup_steps) == (40, 10, 5)
@@ -81,7 +81,7 @@ def test_fine_tuning_schedule_has_two_phases_and_a_margin_warm_up():
     assert schedule.values(10).lr == pytest.approx(0.001)  # the second phase starts at the full LR
     assert schedule.values(40).lr == pytest.approx(1e-6)
     assert schedule.values(10).margin == pytest.approx(0.1) and schedule.values(30).margin == pytest.approx(0.2)
-    assert FineTuneSchedule.from_epochs(epochs=2, steps_per_epoch=10, frozen_epochs=5).frozen_steps == 20
+    assert FineTuneSchedule.from_epochs(epochs=2, steps_per_epoch=10, frozen_share=2.0).frozen_steps == 20
 
 
 def test_one_subcenter_is_the_plain_classifier():

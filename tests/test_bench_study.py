@@ -82,7 +82,7 @@ def test_budget_planning():
     assert epochs_for_budget(5, 0.5, 1152, 32) == 17
     assert epochs_for_budget(0.01, 2.0, 1152, 32) == 1  # never zero
     values = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml"))
-    assert values["batch_size"] == 32 and values["schedule"]["frozen_epochs"] == 2
+    assert values["batch_size"] == 32 and values["schedule"]["frozen_share"] == 0.334
     assert values["augment"] is None  # tagged nodes are not built
 
 

@@ -40,7 +40,7 @@ SMALL_AAM = [
     "--crop_seconds=1.5",
     "--batch_size=16",
     "--number_of_epochs=20",
-    "--schedule={frozen_epochs: 1, margin_warmup_epochs: 2}",
+    "--schedule={frozen_share: 0.05, warmup_share: 0.025, margin_warmup_share: 0.1}",
     "--noprogressbar",
 ]
 

@@ -60,7 +60,7 @@ def trained(corpus, tmp_path_factory):
         f"--init_from={init}", f"--train_csv={folder / 'train.csv'}", f"--output_folder={out / 'aam'}",
         f"--valid_csv={folder / 'valid.csv'}", f"--valid_trials={folder / 'valid_trials.txt'}",
         "--number_of_epochs=8", "--batch_size=6", "--crop_seconds=1.5",
-        "--schedule={frozen_epochs: 2, margin_warmup_epochs: 2, head_lr: 0.01, full_lr: 0.003}",
+        "--schedule={frozen_share: 0.25, warmup_share: 0.0625, margin_warmup_share: 0.25, head_lr: 0.01, full_lr: 0.003}",
         "--augment={noise_prob: 0.0, reverb_prob: 0.0}", "--noprogressbar",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,

@@ -19,6 +19,7 @@ TINY = {
     "heldout_speakers": 6,
     "baselines": ["mfcc_stats"],
     "rounds": 1,
+    "round_gate": None,  # tests/test_round_gate.py covers the gate
     "dino_overrides": {
         "number_of_epochs": 2, "batch_size": 4, "embedding_dim": 32, "n_prototypes": 64,
         "student": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16},
@@ -27,7 +28,7 @@ TINY = {
     },
     "pseudo_label_overrides": {"clustering": {"min_size": 2, "ahc_threshold": 0.5}},
     "aam_overrides": {"number_of_epochs": 3, "batch_size": 4, "crop_seconds": 1.0,
-                      "schedule": {"frozen_epochs": 1, "margin_warmup_epochs": 1}},
+                      "schedule": {"frozen_share": 0.34, "warmup_share": 0.167, "margin_warmup_share": 0.34}},
     "emotion_overrides": {"folds": 2},
 }
 

@@ -6,10 +6,14 @@
 
 The encoder's architecture and weights come from ``init_from`` (a ``pretrained/`` folder written by
 this project: DINO or a previous round). Two phases (embedding layer + classifier, then the whole
-network at a lower LR), margin warm-up, optional sub-centres (``--subcenters=3``: K centres per
-speaker, see :mod:`speechbrain_dino.training.aam_loss`), random crops and augmentation; checkpoints
-every epoch, resumes when restarted, and ends by writing ``<output_folder>/pretrained/``.
+network at a lower LR) and a margin warm-up, both as shares of the run; optional sub-centres
+(``--subcenters=3``: K centres per speaker, see :mod:`speechbrain_dino.training.aam_loss`); random
+crops and augmentation. With ``examples_per_class`` the number of epochs comes from the labels
+(:func:`~speechbrain_dino.training.fine_tuning.budgeted_epochs`), so a round with more clusters or
+fewer members trains longer. Checkpoints every epoch, resumes when restarted, and ends by writing
+``<output_folder>/pretrained/``.
 """
+import logging
 import os
 import sys
 
@@ -24,7 +28,9 @@ from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error,
 from speechbrain_dino.export import pretrained_weights
 from speechbrain_dino.short_clips import drop_short_rows
 from speechbrain_dino.training.run_inputs import claim_output_folder
-from speechbrain_dino.training.fine_tuning import FineTuneModels, check_label_set, labelled_rows
+from speechbrain_dino.training.fine_tuning import FineTuneModels, budgeted_epochs, check_label_set, labelled_rows
+
+logger = logging.getLogger(__name__)
 
 
 def dataio_prep(hparams, rows):
@@ -48,6 +54,23 @@ def dataio_prep(hparams, rows):
     return train_data, label_encoder
 
 
+def plan_epochs(hparams, rows):
+    """Sets ``number_of_epochs`` from the labels (:func:`budgeted_epochs`; the YAML's value is the
+    upper bound) and logs why."""
+    n_classes = len({row["spk_id"] for row in rows})
+    epochs = budgeted_epochs(
+        len(rows), n_classes, hparams["examples_per_class"], hparams["min_epochs"], hparams["number_of_epochs"]
+    )
+    logger.info(
+        "AAM budget: %d epochs for %d classes over %d rows (%.1f per class): examples_per_class %g "
+        "x classes / rows, within [min_epochs %d, number_of_epochs %d]",
+        epochs, n_classes, len(rows), len(rows) / n_classes, hparams["examples_per_class"],
+        hparams["min_epochs"], hparams["number_of_epochs"],
+    )
+    hparams["number_of_epochs"] = epochs
+    hparams["epoch_counter"].limit = epochs
+
+
 @exit_on_data_error
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
@@ -64,6 +87,8 @@ def main(argv):
         {"train_csv": hparams["train_csv"], "init_from": pretrained_weights(hparams["init_from"])},
     )
     rows = drop_short_rows(labelled_rows(hparams["train_csv"], data_replacements(hparams)), hparams["train_csv"])
+    if hparams["examples_per_class"] is not None:
+        plan_epochs(hparams, rows)
     models = FineTuneModels.from_pretrained(
         hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]
     )
@@ -73,6 +98,7 @@ def main(argv):
         "init_from": os.path.abspath(hparams["init_from"]),
         "n_speakers": len(label_encoder),
         "subcenters": hparams["subcenters"],
+        "number_of_epochs": hparams["number_of_epochs"],
     }
     fit_and_export(
         hparams, run_opts, train_data, models.architecture, metadata,

@@ -6,6 +6,7 @@ the previous round); the classifier is new, with ``n_classes * subcenters`` cosi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Set
 
@@ -36,6 +37,21 @@ def labelled_rows(csv_path: PathLike, replacements: Optional[Mapping[str, str]] 
             csv_path,
         )
     return rows
+
+
+def budgeted_epochs(n_rows: int, n_classes: int, examples_per_class: float, min_epochs: int, max_epochs: int) -> int:
+    """Epochs of ``n_rows`` labelled rows in which each of ``n_classes`` classes is seen about
+    ``examples_per_class`` times (``examples_per_class x n_classes / n_rows``, rounded up), within
+    ``[min_epochs, max_epochs]``.
+
+    Pseudo-labels change from round to round and from corpus to corpus: a few hundred rows in 30
+    clusters need many passes for the classifier's centres to settle, a million rows in 7,000
+    clusters need few. A fixed ``number_of_epochs`` fits one of them.
+    """
+    if n_rows < 1 or n_classes < 1:
+        raise ValueError(f"need rows and classes, got {n_rows} rows and {n_classes} classes")
+    wanted = math.ceil(examples_per_class * n_classes / n_rows)
+    return int(min(max(wanted, min_epochs), max_epochs))
 
 
 def check_label_set(label_encoder: CategoricalEncoder, speakers: Set[str], encoder_path: PathLike) -> None:

@@ -219,6 +219,9 @@ class FineTuneSchedule(StepSchedule):
     Phase 2: the whole network, LR ``full_lr`` (lower) cosine to ``final_lr``. The AAM margin
     rises linearly from 0 to ``margin`` over ``margin_warmup_steps`` (margin warm-up).
 
+    The phases are shares of the run (:meth:`from_epochs`), so they keep their proportions when
+    the run's length comes from the labels (:func:`~speechbrain_dino.training.fine_tuning.budgeted_epochs`).
+
     Arguments
     ---------
     total_steps, frozen_steps, warmup_steps, margin_warmup_steps : int
@@ -231,7 +234,8 @@ class FineTuneSchedule(StepSchedule):
         AAM margin after warm-up. Paper: 0.2 (scale 30 is set on the loss).
     """
 
-    EPOCH_DEFAULTS = {"frozen_epochs": 0, "warmup_epochs": 0, "margin_warmup_epochs": 0}
+    #: The ``*_share`` arguments of :meth:`from_epochs`: each sets the ``*_steps`` field of the same name.
+    SHARES = ("frozen_share", "warmup_share", "margin_warmup_share")
 
     total_steps: int
     frozen_steps: int = 0
@@ -242,6 +246,15 @@ class FineTuneSchedule(StepSchedule):
     weight_decay: float = 1e-4
     margin: float = 0.2
     margin_warmup_steps: int = 0
+
+    @classmethod
+    def from_epochs(cls, epochs: int, steps_per_epoch: int, **values: float) -> "FineTuneSchedule":
+        """The schedule of ``epochs`` epochs of ``steps_per_epoch`` steps; ``frozen_share``,
+        ``warmup_share`` and ``margin_warmup_share`` (shares of the run, default 0) become step
+        counts, other ``values`` are passed as they are."""
+        total = epochs * steps_per_epoch
+        steps = {name[: -len("_share")] + "_steps": round(values.pop(name, 0.0) * total) for name in cls.SHARES}
+        return cls(total_steps=total, **steps, **values)
 
     def __post_init__(self) -> None:
         """The frozen phase lasts at most the whole run."""

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Pseudo-label rounds on real speech, round by round, with the round gate and the AAM budget.
+
+    python bench/rounds_study.py --init NAME=PRETRAINED_DIR [--rounds 2] [--output_folder DIR]
+
+Starting from an exported label-free encoder (e.g. the best of bench/objectives.py), each round
+runs what the pipeline runs (``hparams/demo/pseudo_label.yaml`` with its data-driven thresholds;
+``hparams/demo/train_aam.yaml`` with the epochs from the clusters, as ``hparams/demo/pipeline.yaml``
+sets them; the round gate on 20% held-out cluster members) on the study pool (bench/study_data.py:
+RAVDESS actors 1-16, LibriSpeech readers not held out, 83 speechocean762 speakers), and evaluates
+every round's encoder on the three held-out sets, whether the gate keeps it or not. Per round:
+clusters against the true speakers that can form one (two or more utterances in the pool), kept
+fraction, purity, NMI and ARI of the kept rows, clusters per true speaker and speakers per
+cluster, the gate's pseudo-speaker EERs and decision, the AAM epochs, and the held-out EERs; a
+figure compares each round's cluster sizes with the true ones. True speakers are read only to
+score the rounds. Like the pipeline, the rounds stop after one the gate rejects.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from budget import plain_values  # noqa: E402
+from clustering_study import shown_arguments, split_and_merge  # noqa: E402
+from common import REPO, SHARED_DATA, machine  # noqa: E402
+from objectives import EVAL_SETS, ObjectivesStudy  # noqa: E402
+from run_all import FIGURES, RESULTS, System, markdown_table, write_benchmarks  # noqa: E402
+from study_data import assert_unseen, prepare_study_data  # noqa: E402
+
+from speechbrain_dino.baselines import BASELINES  # noqa: E402
+from speechbrain_dino.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.pipeline import gate_round  # noqa: E402
+from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
+from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
+from speechbrain_dino.export import read_metadata  # noqa: E402
+from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+
+PIPELINE_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml")
+PSEUDO_LABEL_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pseudo_label.yaml")
+AAM_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
+VERIFICATION_YAML = os.path.join(HPARAMS_FOLDER, "verification.yaml")
+
+
+def clustering_record(pool: Sequence[Dict], labels_folder: str) -> Dict:
+    """A round's clustering against the true speakers of ``pool`` (its ``spk_id``)."""
+    report = read_report(labels_folder)
+    cluster_of = {row["ID"]: row["spk_id"] for row in read_manifest(labels_path(labels_folder))}
+    names = sorted(set(cluster_of.values()))
+    index = {name: position for position, name in enumerate(names)}
+    labels = np.array([index[cluster_of[row["ID"]]] if row["ID"] in cluster_of else -1 for row in pool])
+    truth = np.array([row["spk_id"] for row in pool])
+    kept = report["metrics"]["kept"]
+    return {
+        "clusters": report["clusters_after_filtering"],
+        "kept_percent": 100.0 * report["kept_fraction"],
+        "purity": kept["purity"], "nmi": kept["nmi"], "ari": kept["ari"],
+        "chosen": {name: report["chosen_settings"][name]["value"] for name in ("ahc_threshold", "min_size")},
+        "sizes": np.bincount(labels[labels >= 0]).tolist(),
+        **split_and_merge(truth, labels),
+    }
+
+
+def aam_epochs(aam_folder: str) -> int:
+    """The epochs the AAM budget gave (recorded in the export's metadata)."""
+    return int(read_metadata(os.path.join(aam_folder, "pretrained"))["number_of_epochs"])
+
+
+def size_figure(records: Dict[str, Dict], true_sizes: np.ndarray, path: str) -> str:
+    """Each round's cluster-size histogram against the true speakers' utterance counts."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.6))
+    axes = figure.add_subplot(1, 1, 1)
+    bins = np.arange(0, max(62, true_sizes.max() + 2), 2)
+    axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label="true speakers (>= 2 utts)")
+    for name, record in records.items():
+        axes.hist(record["sizes"], bins=bins, histtype="step", linewidth=1.5, label=name)
+    axes.set_xlabel("members per cluster")
+    axes.set_ylabel("clusters")
+    axes.legend(fontsize=8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def results_lines(rows: Sequence[Dict], records: Dict[str, Dict], true_count: int) -> List[str]:
+    """The per-round table: held-out EERs, then the clustering and the gate."""
+    header = ["system", *(f"EER % {label}" for label in EVAL_SETS.values()),
+              f"clusters (true {true_count})", "kept %", "purity", "NMI kept", "ARI kept",
+              "clusters per speaker", "speakers per cluster", "threshold, min size", "AAM epochs", "gate: pseudo-EER %"]
+    body = []
+    for row in rows:
+        record = records.get(row["system"])
+        cells = [row["system"], *(f"{row[key]:.2f}" for key in EVAL_SETS)]
+        if record is None:
+            cells += ["-"] * 10
+        else:
+            cells += [str(record["clusters"]), f"{record['kept_percent']:.0f}", f"{record['purity']:.3f}",
+                      f"{record['nmi']:.3f}", f"{record['ari']:.3f}", f"{record['clusters_per_speaker']:.2f}",
+                      f"{record['speakers_per_cluster']:.2f}",
+                      f"{float(record['chosen']['ahc_threshold']):.3f}, {record['chosen']['min_size']}",
+                      str(record["aam_epochs"]), record["gate"]]
+        body.append(cells)
+    return markdown_table(header, body)
+
+
+def main(argv: Sequence[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--init", required=True, help="NAME=PRETRAINED_DIR: the label-free encoder to start from")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output_folder", default=None, help="default bench/work/rounds_<NAME>")
+    args = parser.parse_args(argv)
+    start_name, start_dir = args.init.split("=", 1)
+    args.output_folder = args.output_folder or os.path.join(REPO, "bench", "work", f"rounds_{start_name}")
+    args.gpu, args.epochs, args.budget = False, None, None
+    started = datetime.datetime.now()
+    pipeline = plain_values(PIPELINE_YAML)
+    study = ObjectivesStudy(args)
+    study.data = data = prepare_study_data(SHARED_DATA, study.folder("data"))
+    pool = read_manifest(data.pretrain_csv)
+
+    start = System(start_name, os.path.abspath(start_dir))
+    study.evaluate_sets(start, BASELINES)
+    rows = [study.row(System(name, ""), evaluated_with=start) for name in BASELINES] + [study.row(start)]
+    records: Dict[str, Dict] = {}
+    pretrained = start.pretrained
+    for round_index in range(1, args.rounds + 1):
+        name = f"round {round_index}"
+        labels = study.stages.pseudo_label(PSEUDO_LABEL_YAML, pretrained, data.pretrain_csv,
+                                           study.folder(f"round{round_index}", "labels"), name=f"{name}: pseudo-labels")
+        assert_unseen(labels_path(labels), data, labelled=False)
+        split = write_gate_data(read_manifest(labels_path(labels)), study.folder(f"round{round_index}", "gate"),
+                                pipeline["round_gate"]["heldout_share"], round_index)
+        aam_folder = study.folder(f"round{round_index}", "aam")
+        candidate = study.stages.train_aam(
+            AAM_YAML, split.train_csv, pretrained, aam_folder,
+            {**pipeline["aam_overrides"], "valid_csv": data.dev_csv, "valid_trials": data.dev_trials},
+            name=f"{name}: AAM fine-tuning",
+        )
+        decision = gate_round(study.stages, VERIFICATION_YAML, name, pretrained, candidate, split)
+        system = System(name, candidate)
+        study.evaluate_sets(system, ())
+        rows.append(study.row(system))
+        records[name] = {
+            **clustering_record(pool, labels), "aam_epochs": aam_epochs(aam_folder),
+            "gate": f"{decision.round_eer:.2f} vs {decision.previous_eer:.2f} "
+                    + ("(kept)" if decision.accepted else "(rejected)"),
+        }
+        with open(study.folder("records.json"), "w", encoding="utf-8") as fout:
+            json.dump({"rows": rows, "records": records}, fout, indent=1)
+        if not decision.accepted:
+            break
+        pretrained = candidate
+
+    speakers, counts = np.unique([row["spk_id"] for row in pool], return_counts=True)
+    true_sizes = counts[counts >= 2]
+    figure = size_figure(records, true_sizes, os.path.join(FIGURES, f"rounds_{start_name}_sizes.png"))
+    tag = f"rounds_{start_name}"
+    header = [
+        f"Command: `python bench/rounds_study.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
+        f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
+        f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
+        f"Pool: {len(pool)} utterances of {len(speakers)} speakers, {len(true_sizes)} of them with two or more "
+        "utterances (the speakers a cluster can find); true speakers read only for scoring. Settings of "
+        "hparams/demo/pipeline.yaml (data-driven thresholds, round gate on 20% held-out members, AAM epochs "
+        "from the clusters); seeds 1986 (training), 0 (trials).",
+        "",
+    ]
+    block = "\n".join(header + results_lines(rows, records, len(true_sizes))
+                      + ["", f"![cluster sizes per round]({os.path.relpath(figure, REPO)})"])
+    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
+        fout.write(block + "\n")
+    write_benchmarks({tag: block})
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
