@@ -25,6 +25,7 @@ Results go to ``bench/results/objectives_<budget>min.md`` and the BENCHMARKS.md 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -89,17 +90,17 @@ class ObjectivesStudy(Study):
         """Trains ``name`` from ``hparams/demo/<preset>`` with ``overrides`` for its share of the budget,
         planned from the step time of ``timed_as`` (a :data:`SYSTEMS` name; default ``name``)."""
         hparams_file = os.path.join(PRESETS, preset)
-        key = slug(timed_as or name)
+        timing = slug(timed_as or name)
         base = {"train_csv": self.data.pretrain_csv, **overrides}
         if init_from:
             base["init_from"] = init_from
-        if key not in self.step_seconds:
-            self.calibrate(key, "train_dino", hparams_file, base)
+        if timing not in self.step_seconds:
+            self.calibrate(timing, "train_dino", hparams_file, base)
         if self.args.epochs:  # an equal number of steps instead of equal minutes
             epochs = max(1, round(self.args.epochs * budget_share))
         else:
-            epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
-        folder = self.folder(key)
+            epochs = max(1, round(self.planned_epochs(timing, hparams_file, self.data.pretrain_csv) * budget_share))
+        folder = self.folder(slug(name))
         run = {**base, "number_of_epochs": epochs, "valid_csv": self.data.dev_csv, "valid_trials": self.data.dev_trials}
         run.pop("train_csv")
         self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, run, name=f"{name} pretraining")
@@ -156,6 +157,15 @@ def learning_curve(train_log: str) -> List[Tuple[int, float]]:
         if steps and eer:
             points.append((int(steps.group(1)), float(eer.group(1))))
     return points
+
+
+def training_curve(system: System, started_from: Optional[System] = None) -> List[Tuple[int, float]]:
+    """(step, development EER) of ``system``'s training; a warm start's continues the curve of the
+    run it ``started_from``, its steps counted after that run's."""
+    curve = learning_curve(os.path.join(os.path.dirname(system.pretrained), "train_log.txt"))
+    if started_from is None:
+        return curve
+    return training_curve(started_from) + [(step + started_from.steps, eer) for step, eer in curve]
 
 
 def curves_figure(curves: Mapping[str, List[Tuple[int, float]]], path: str, title: str) -> str:
@@ -223,6 +233,7 @@ def main() -> None:
     study = ObjectivesStudy(args)
     study.data = prepare_study_data(SHARED_DATA, study.folder("data"))
     trained: Dict[str, System] = {}
+    first_halves: Dict[str, System] = {}  # warm start -> the run its second half started from
     for item in args.pretrained or []:
         name, folder = item.split("=", 1)
         trained[name] = System(name, folder)
@@ -233,9 +244,14 @@ def main() -> None:
             trained[name] = study.train(name, *SYSTEMS[name])
         else:
             first, second = WARM_STARTS[name]
-            start = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5, timed_as=first)
-            trained[name] = study.train(name, *SYSTEMS[second], budget_share=0.5, init_from=start.pretrained,
-                                        timed_as=second)
+            start = first_halves[name] = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5,
+                                                     timed_as=first)
+            finish = study.train(name, *SYSTEMS[second], budget_share=0.5, init_from=start.pretrained,
+                                 timed_as=second)
+            trained[name] = dataclasses.replace(  # the table counts both halves
+                finish, epochs=start.epochs + finish.epochs, steps=start.steps + finish.steps,
+                train_minutes=(start.train_minutes or 0.0) + (finish.train_minutes or 0.0),
+            )
     anchor = next(iter(trained.values()))
     study.evaluate_sets(anchor, BASELINES)
     for system in trained.values():
@@ -245,8 +261,7 @@ def main() -> None:
     rows += [study.row(system) for system in trained.values()]
     with open(study.folder("rows.json"), "w", encoding="utf-8") as fout:
         json.dump(rows, fout, indent=1)
-    curves = {name: learning_curve(os.path.join(os.path.dirname(system.pretrained), "train_log.txt"))
-              for name, system in trained.items()}
+    curves = {name: training_curve(system, first_halves.get(name)) for name, system in trained.items()}
     figure = curves_figure(curves, os.path.join(FIGURES, f"{tag}_curves.png"),
                            "Development EER during training"
                            + ("" if args.pretrained else f" ({tag.split('_', 1)[1]} per system)"))
