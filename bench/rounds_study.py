@@ -153,8 +153,7 @@ def main(argv: Sequence[str] = None) -> None:
         rows.append(study.row(system))
         records[name] = {
             **clustering_record(pool, labels), "aam_epochs": aam_epochs(aam_folder),
-            "gate": f"{decision.round_eer:.2f} vs {decision.previous_eer:.2f} "
-                    + ("(kept)" if decision.accepted else "(rejected)"),
+            "gate": decision.cell(),
         }
         with open(study.folder("records.json"), "w", encoding="utf-8") as fout:
             json.dump({"rows": rows, "records": records}, fout, indent=1)

@@ -37,9 +37,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from speechbrain_dino.baselines import BASELINE_DESCRIPTIONS
 from speechbrain_dino.console import StageConsole
+from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
-from speechbrain_dino.errors import DataError
 from speechbrain_dino.pseudo_labels.round_gate import GateData, GateDecision, decide, write_gate_data
 from speechbrain_dino.stages import STAGE_LOG, StageRunner, StageUsage
 from speechbrain_dino.synthetic.corpus import generate_corpus
@@ -94,8 +94,8 @@ class Pipeline:
     hparams : dict
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
-        ``cohort_csv``; optionally ``round_gate`` (``{heldout_share: 0.2}`` or null), ``run_options``, command-line run options for every stage
-        (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and ``verbose``
+        ``cohort_csv``; optionally ``round_gate`` (``{heldout_share: 0.2}`` or null), ``run_options``,
+        command-line run options for every stage (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and ``verbose``
         (stream every stage's output to the terminal, besides its log file).
     """
 
@@ -225,8 +225,7 @@ class Pipeline:
             self.evaluate(round_name, candidate, self.folder(f"round{round_index}", "eval"), [])
             self.add_clustering(labels)
             if decision is not None:
-                self.rows[-1]["gate"] = f"{decision.round_eer:.2f} vs {decision.previous_eer:.2f} " + (
-                    "(kept)" if decision.accepted else "(rejected)")
+                self.rows[-1]["gate"] = decision.cell()
                 if not decision.accepted:
                     break
             pretrained = candidate
