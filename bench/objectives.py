@@ -59,6 +59,7 @@ SYSTEMS: Dict[str, Tuple[str, Mapping]] = {
     "+ LR scaling rule": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"lr_per_256": 0.005, "base_lr": None}}),
     "+ BatchNorm head and embedding": ("dino_ecapa.yaml", {**PAPER_DINO, "student_head": {"use_bn": True, "input_bn": True}}),
     "+ clean teacher crops": ("dino_ecapa.yaml", {**PAPER_DINO, "teacher_augmentation": "clean"}),
+    "+ student exported": ("dino_ecapa.yaml", {**PAPER_DINO, "export_encoder": "student"}),
     "DINO, all fixes": ("dino_ecapa.yaml", {
         "crops": {"window_factor": None, "spread_global": True},
         "schedule": {"teacher_momentum_horizon_epochs": 0.5, "lr_per_256": 0.005, "base_lr": None},

@@ -18,7 +18,7 @@ from speechbrain_dino.settings import (
     Setting,
     SettingsTable,
 )
-from speechbrain_dino.training.brains.ssl import TEACHER_AUGMENTATIONS
+from speechbrain_dino.training.brains.ssl import EXPORTED_ENCODERS, TEACHER_AUGMENTATIONS
 from speechbrain_dino.training.dino import TARGET_METHODS
 
 _AUDIO: SettingsTable = {
@@ -62,6 +62,7 @@ TRAIN_DINO: SettingsTable = {
     "embedding_dim": COUNT,
     "n_prototypes": COUNT,
     "n_global_crops": COUNT,
+    "export_encoder": Setting(str, choices=EXPORTED_ENCODERS),
     "crops.n_global": COUNT,
     "crops.n_local": NON_NEGATIVE_COUNT,
     "crops.global_seconds": POSITIVE,

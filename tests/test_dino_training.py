@@ -114,3 +114,16 @@ def test_contrastive_baseline_trains_and_exports(tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert "teacher" not in log
     assert (tmp_path / "c" / "pretrained" / "embedding_model.ckpt").is_file()
+
+
+def test_export_encoder_student_exports_the_student_backbone(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    output = tmp_path / "student"
+    run_recipe(train_csv, output, "--number_of_epochs=1", "--export_encoder=student")
+    checkpoint = glob.glob(str(output / "save" / "CKPT*"))[0]
+    student, teacher = (torch.load(os.path.join(checkpoint, f"{name}.ckpt")) for name in ("student", "teacher"))
+    exported = final_weights(output)
+    for key, value in exported.items():
+        torch.testing.assert_close(value, student[key], rtol=0, atol=0, msg=key)
+    weights = [key for key, value in exported.items() if value.dim() > 1]
+    assert any(not torch.equal(exported[key], teacher[key]) for key in weights), "the teacher is exported"

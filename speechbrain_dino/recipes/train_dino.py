@@ -47,7 +47,7 @@ def main(argv):
         inputs["init_from"] = pretrained_weights(hparams["init_from"])
     claim_output_folder(hparams["output_folder"], inputs)
     train_data = dataio_prep(hparams)
-    architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module)
+    architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module_for(hparams))
     metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
     fit_and_export(hparams, run_opts, train_data, architecture, metadata)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import speechbrain as sb
 import torch
@@ -268,10 +268,16 @@ class EncoderBrain(sb.Brain):
         }
 
     # ---------------------------------------------------------------- export
+    @classmethod
+    def exported_module_for(cls, hparams: Mapping[str, Any]) -> str:
+        """The key of the module that a run of this class with ``hparams`` exports
+        (:attr:`exported_module` unless a subclass lets the YAML choose)."""
+        return cls.exported_module
+
     def exported_encoder(self) -> nn.Module:
-        """The encoder whose embeddings this training produces (:attr:`exported_module`, unwrapped
-        from DDP)."""
-        return unwrap_parallel(self.modules[self.exported_module])
+        """The encoder whose embeddings this training produces (:meth:`exported_module_for`,
+        unwrapped from DDP)."""
+        return unwrap_parallel(self.modules[self.exported_module_for(vars(self.hparams))])
 
     def export(self, folder: str, architecture: Architecture, metadata: Optional[dict] = None) -> str:
         """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``.

@@ -3,7 +3,7 @@ baseline on the same crops."""
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import speechbrain as sb
 import torch
@@ -52,6 +52,12 @@ class DINOBrain(MultiCropBrain):
 
     exported_module = "teacher"  # the teacher backbone: the paper evaluates it
     logged_schedule_values = ["lr", "weight_decay", "teacher_momentum", "teacher_temperature"]
+
+    @classmethod
+    def exported_module_for(cls, hparams: Mapping[str, Any]) -> str:
+        """``hparams["export_encoder"]``: ``teacher`` (default, as the paper) or ``student`` (in a
+        short run the EMA teacher can lag the student it averages)."""
+        return hparams.get("export_encoder") or cls.exported_module
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -173,6 +179,8 @@ class DINOBrain(MultiCropBrain):
 
 #: How the teacher's crops are augmented (see :class:`DINOBrain`).
 TEACHER_AUGMENTATIONS = ("shared", "clean", "mild")
+#: Values of ``hparams.export_encoder``: the DINO backbones a run can export.
+EXPORTED_ENCODERS = ("teacher", "student")
 
 
 class ContrastiveBrain(MultiCropBrain):
