@@ -88,26 +88,34 @@ def study_one(vectors: np.ndarray, truth: np.ndarray) -> Dict[str, Dict]:
     return results
 
 
-def size_figure(all_results: Dict[str, Dict], truth: np.ndarray, path: str) -> str:
-    """Cluster-size histograms of each encoder and setting against the true speakers' sizes."""
+def size_panels(panels: Dict[str, Dict[str, np.ndarray]], true_sizes: np.ndarray, true_label: str, path: str) -> str:
+    """One histogram panel per title of ``panels`` (label -> cluster sizes [K]), each against the
+    true speakers' utterance counts ``true_sizes`` [S]; saved to ``path``."""
     from matplotlib.figure import Figure
 
-    encoders = list(all_results)
-    figure = Figure(figsize=(5 * len(encoders), 3.6))
-    true_sizes = np.unique(truth, return_counts=True)[1]
-    bins = np.arange(0, max(60, true_sizes.max() + 2), 2)
-    for index, encoder in enumerate(encoders):
-        axes = figure.add_subplot(1, len(encoders), index + 1)
-        axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label="true speakers")
-        for name, result in all_results[encoder].items():
-            if "sizes" in result and "PLDA" not in name:
-                axes.hist(result["sizes"], bins=bins, histtype="step", label=name)
-        axes.set_title(encoder, fontsize=10)
+    figure = Figure(figsize=(max(6, 5 * len(panels)), 3.6))
+    bins = np.arange(0, max(62, true_sizes.max() + 2), 2)
+    for index, (title, named_sizes) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label=true_label)
+        for name, sizes in named_sizes.items():
+            axes.hist(sizes, bins=bins, histtype="step", linewidth=1.5, label=name)
+        axes.set_title(title, fontsize=10)
         axes.set_xlabel("members per cluster")
+        axes.set_ylabel("clusters")
         axes.legend(fontsize=7)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     return path
+
+
+def size_figure(all_results: Dict[str, Dict], truth: np.ndarray, path: str) -> str:
+    """Cluster-size histograms of each encoder's settings (PLDA passes left out) against the true sizes."""
+    panels = {
+        encoder: {name: result["sizes"] for name, result in results.items() if "sizes" in result and "PLDA" not in name}
+        for encoder, results in all_results.items()
+    }
+    return size_panels(panels, np.unique(truth, return_counts=True)[1], "true speakers", path)
 
 
 def table(all_results: Dict[str, Dict], true_count: int) -> List[str]:

@@ -29,18 +29,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from budget import plain_values  # noqa: E402
-from clustering_study import shown_arguments, split_and_merge  # noqa: E402
+from clustering_study import shown_arguments, size_panels, split_and_merge  # noqa: E402
 from common import REPO, SHARED_DATA, machine  # noqa: E402
 from objectives import EVAL_SETS, ObjectivesStudy  # noqa: E402
 from run_all import FIGURES, RESULTS, System, markdown_table, write_benchmarks  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
 from speechbrain_dino.baselines import BASELINES  # noqa: E402
+from speechbrain_dino.export import read_metadata  # noqa: E402
 from speechbrain_dino.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.pipeline import gate_round  # noqa: E402
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
 from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
-from speechbrain_dino.export import read_metadata  # noqa: E402
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
 
 PIPELINE_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml")
@@ -73,24 +73,6 @@ def clustering_record(pool: Sequence[Dict], labels_folder: str) -> Dict:
 def aam_epochs(aam_folder: str) -> int:
     """The epochs the AAM budget gave (recorded in the export's metadata)."""
     return int(read_metadata(os.path.join(aam_folder, "pretrained"))["number_of_epochs"])
-
-
-def size_figure(records: Dict[str, Dict], true_sizes: np.ndarray, path: str) -> str:
-    """Each round's cluster-size histogram against the true speakers' utterance counts."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 3.6))
-    axes = figure.add_subplot(1, 1, 1)
-    bins = np.arange(0, max(62, true_sizes.max() + 2), 2)
-    axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label="true speakers (>= 2 utts)")
-    for name, record in records.items():
-        axes.hist(record["sizes"], bins=bins, histtype="step", linewidth=1.5, label=name)
-    axes.set_xlabel("members per cluster")
-    axes.set_ylabel("clusters")
-    axes.legend(fontsize=8)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    return path
 
 
 def results_lines(rows: Sequence[Dict], records: Dict[str, Dict], true_count: int) -> List[str]:
@@ -163,7 +145,8 @@ def main(argv: Sequence[str] = None) -> None:
 
     speakers, counts = np.unique([row["spk_id"] for row in pool], return_counts=True)
     true_sizes = counts[counts >= 2]
-    figure = size_figure(records, true_sizes, os.path.join(FIGURES, f"rounds_{start_name}_sizes.png"))
+    figure = size_panels({f"rounds from {start_name}": {name: record["sizes"] for name, record in records.items()}},
+                         true_sizes, "true speakers (>= 2 utts)", os.path.join(FIGURES, f"rounds_{start_name}_sizes.png"))
     tag = f"rounds_{start_name}"
     header = [
         f"Command: `python bench/rounds_study.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
