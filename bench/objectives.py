@@ -47,12 +47,14 @@ from speechbrain_dino.stages import read_verification  # noqa: E402
 from speechbrain_dino.training.rank_monitor import effective_rank  # noqa: E402
 
 PRESETS = os.path.join(HPARAMS_FOLDER, "demo")
+#: The study's speed unit, and the system each DINO fix changes one setting of.
+PAPER_DINO_SYSTEM = "DINO (paper settings)"
 #: Small DINO as the paper has it (its views share their in-batch babble, as before release 0.2).
 PAPER_DINO = {"augment": {"independent_babble": False}}
 #: name -> (preset in hparams/demo/, overrides of it)
 SYSTEMS: Dict[str, Tuple[str, Mapping]] = {
     "contrastive": ("contrastive_ecapa.yaml", {}),
-    "DINO (paper settings)": ("dino_ecapa.yaml", PAPER_DINO),
+    PAPER_DINO_SYSTEM: ("dino_ecapa.yaml", PAPER_DINO),
     "+ independent babble": ("dino_ecapa.yaml", {}),
     "+ whole-utterance, spread crops": ("dino_ecapa.yaml", {**PAPER_DINO, "crops": {"window_factor": None, "spread_global": True}}),
     "+ teacher horizon 0.5 epoch": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"teacher_momentum_horizon_epochs": 0.5}}),
@@ -71,9 +73,10 @@ SYSTEMS: Dict[str, Tuple[str, Mapping]] = {
     "DINO + cosine (Hyperion)": ("dino_cosine_ecapa.yaml", {}),
     "SDPN + contrastive term": ("sdpn_ecapa.yaml", {"contrastive_weight": 1.0, "contrastive_decay_fraction": None}),
 }
-#: Systems run on paper DINO's crops and network, planned from its measured step time (their
+#: Systems on paper DINO's preset (its crops and network), planned from its measured step time (their
 #: changes cost nothing per step, and a 5-minute plan is whole epochs: the same steps either way).
-TIMED_AS_PAPER_DINO = [name for name in SYSTEMS if name.startswith(("+ ", "DINO, "))]
+TIMED_AS_PAPER_DINO = [name for name, (preset, _) in SYSTEMS.items()
+                       if preset == SYSTEMS[PAPER_DINO_SYSTEM][0] and name != PAPER_DINO_SYSTEM]
 #: A system trained in two parts: the first gets half the budget (whole epochs), its export starts
 #: the second, which gets the time the first left (so both together cost one budget).
 WARM_STARTS: Dict[str, Tuple[str, str]] = {
@@ -94,7 +97,7 @@ class ObjectivesStudy(Study):
         """Measures the step time of every system in ``names`` (and of paper DINO, the speed unit)
         before any training, one after another, so that all ratios come from one quiet stretch of
         the run and later work on the machine cannot skew the plan."""
-        for name in dict.fromkeys(["DINO (paper settings)", *names]):
+        for name in dict.fromkeys([PAPER_DINO_SYSTEM, *names]):
             if name in TIMED_AS_PAPER_DINO:
                 continue
             preset, overrides = SYSTEMS[name]
@@ -206,7 +209,7 @@ def curves_figure(curves: Mapping[str, List[Tuple[int, float]]], path: str, titl
 
 def results_table(rows: Sequence[Dict], systems: Mapping[str, System], step_seconds: Mapping[str, float]) -> List[str]:
     """The Markdown table of the study."""
-    paper = step_seconds.get(slug("DINO (paper settings)"))
+    paper = step_seconds.get(slug(PAPER_DINO_SYSTEM))
     header = ["system", "train min (epochs, steps)", "step s (x paper DINO)",
               *(f"EER % {label}" for label in EVAL_SETS.values()), "RankMe", "dims for 99%"]
     body = []
@@ -257,7 +260,7 @@ def main() -> None:
         study.calibrate_systems([part for name in chosen for part in WARM_STARTS.get(name, (name,))])
     for name in ([] if args.pretrained else chosen):
         if name in SYSTEMS:
-            timed_as = "DINO (paper settings)" if name in TIMED_AS_PAPER_DINO else None
+            timed_as = PAPER_DINO_SYSTEM if name in TIMED_AS_PAPER_DINO else None
             trained[name] = study.train(name, *SYSTEMS[name], timed_as=timed_as)
         else:
             first, second = WARM_STARTS[name]

@@ -95,8 +95,9 @@ class Pipeline:
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
         ``cohort_csv``; optionally ``round_gate`` (``{heldout_share: 0.2}`` or null), ``run_options``,
-        command-line run options for every stage (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and ``verbose``
-        (stream every stage's output to the terminal, besides its log file).
+        command-line run options for every stage (``--device=cuda:0``), ``data_root`` for
+        ``$data_root`` in the manifests, and ``verbose`` (stream every stage's output to the
+        terminal, besides its log file).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
