@@ -1,4 +1,4 @@
-"""The whole method as one resumable run: DINO -> R x (pseudo-label -> AAM) -> evaluations.
+"""The whole method as one resumable run: [warm start ->] DINO -> R x (pseudo-label -> AAM) -> evaluations.
 
 Each stage runs through the stage API (:mod:`speechbrain_dino.stages`): its recipe in its own
 process and folder under the pipeline's output folder, skipped when its outputs exist, resumed
@@ -8,8 +8,10 @@ table (JSON and Markdown).
 Layout of ``output_folder``::
 
     data/            train.csv, test.csv, trials.txt (the synthetic corpus too, when generated)
-    dino/            DINO training (pretrained/ at the end)
-    dino_eval/       verification/ and emotion/ results of the DINO encoder (+ baselines)
+    warm_start/      with ``warm_start_hparams``: the pretraining that initialises DINO's student
+                     (e.g. the contrastive baseline; pretrained/ at the end)
+    dino/            DINO training, or the DINO-family objective of ``dino_hparams`` (pretrained/)
+    dino_eval/       verification/ and emotion/ results of that encoder (+ baselines)
     round1/labels/   pseudo_labels.csv, report.json
     round1/gate/     with ``round_gate``: the members held out of the fine-tuning, their trials,
                      both encoders' verification on them and decision.json
@@ -60,9 +62,10 @@ COLUMNS = (
     ("gate", "round gate: pseudo-EER % (kept?)", "{}"),
     ("micro_f1", "emotion micro-F1 %", "{:.2f}"),
 )
-#: What the encoder systems of the table are (the baselines': :data:`BASELINE_DESCRIPTIONS`).
+#: What the pretrained system of the table is, unless the YAML says (``pretraining_description``).
 DINO_DESCRIPTION = "self-supervised DINO pretraining (no labels)"
-ROUND_DESCRIPTION = "DINO followed by k rounds of pseudo-labels + AAM fine-tuning"
+#: What the rounds are, after the pretrained system's name.
+ROUND_DESCRIPTION = "{} followed by k rounds of pseudo-labels + AAM fine-tuning"
 
 
 def prepare_synthetic_data(
@@ -94,14 +97,19 @@ class Pipeline:
     hparams : dict
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
-        ``cohort_csv``; optionally ``round_gate`` (``{heldout_share: 0.2}`` or null), ``run_options``,
-        command-line run options for every stage (``--device=cuda:0``), ``data_root`` for
+        ``cohort_csv``; optionally ``warm_start_hparams`` and ``warm_start_overrides`` (a
+        pretraining run first, whose export initialises the ``dino_hparams`` run: ``init_from``),
+        ``pretraining_name`` and ``pretraining_description`` (the pretrained system's name in the
+        table and what it is; default DINO), ``round_gate`` (``{heldout_share: 0.2}``; a null share
+        or a null ``round_gate``: no gate),
+        ``run_options``, command-line run options for every stage (``--device=cuda:0``), ``data_root`` for
         ``$data_root`` in the manifests, and ``verbose`` (stream every stage's output to the
         terminal, besides its log file).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
         self.hparams = hparams
+        self.pretraining_name = str(hparams.get("pretraining_name") or "DINO")
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
         self.final_encoder: Optional[str] = None
@@ -117,13 +125,31 @@ class Pipeline:
     def plan(self) -> List[str]:
         """The kind (recipe) of every stage :meth:`run` starts, in order."""
         evaluation = ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
-        gate = ["eval_verification"] * 2 if self.hparams.get("round_gate") else []
+        gate = ["eval_verification"] * 2 if self.gate_share() else []
         one_round = ["pseudo_label", "train_aam", *gate, *evaluation]
-        return ["train_dino", *evaluation, *one_round * int(self.hparams["rounds"])]
+        pretraining = ["train_dino"] * (2 if self.hparams.get("warm_start_hparams") else 1)
+        return [*pretraining, *evaluation, *one_round * int(self.hparams["rounds"])]
+
+    def gate_share(self) -> Optional[float]:
+        """The share of each round's cluster members the round gate holds out; None: no gate."""
+        return (self.hparams.get("round_gate") or {}).get("heldout_share")
 
     def folder(self, *parts: str) -> str:
         """A path inside the output folder."""
         return os.path.join(self.output, *parts)
+
+    def pretrain(self) -> str:
+        """The self-supervised stages: the warm start when the YAML has one, then the ``dino_hparams``
+        run (started from the warm start's encoder); returns the latter's ``pretrained/``."""
+        hparams = self.hparams
+        overrides = dict(hparams.get("dino_overrides") or {})
+        if hparams.get("warm_start_hparams"):
+            overrides["init_from"] = self.stages.train_dino(
+                hparams["warm_start_hparams"], hparams["train_csv"], self.folder("warm_start"),
+                hparams.get("warm_start_overrides"), name="warm-start pretraining",
+            )
+        return self.stages.train_dino(hparams["dino_hparams"], hparams["train_csv"], self.folder("dino"), overrides,
+                                      name=f"{self.pretraining_name} pretraining")
 
     def evaluate(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
         """Verification and emotion evaluation of ``pretrained`` into ``folder``; adds the rows."""
@@ -165,7 +191,9 @@ class Pipeline:
 
     def write_table(self) -> str:
         """Writes ``results.json`` and ``results.md``; returns the Markdown table and its legend."""
-        text = results_table(self.rows) + "\n\n" + legend(self.rows)
+        text = results_table(self.rows) + "\n\n" + legend(
+            self.rows, self.pretraining_name, self.hparams.get("pretraining_description") or DINO_DESCRIPTION
+        )
         with open(self.folder("results.json"), "w", encoding="utf-8") as fout:
             json.dump(self.rows, fout, indent=2)
         with open(self.folder("results.md"), "w", encoding="utf-8") as fout:
@@ -192,12 +220,10 @@ class Pipeline:
     def run(self) -> str:
         """All stages in order; returns the results table (Markdown)."""
         hparams = self.hparams
-        pretrained = self.stages.train_dino(
-            hparams["dino_hparams"], hparams["train_csv"], self.folder("dino"), hparams.get("dino_overrides")
-        )
-        self.evaluate("DINO", pretrained, self.folder("dino_eval"), list(hparams.get("baselines") or []))
+        pretrained = self.pretrain()
+        self.evaluate(self.pretraining_name, pretrained, self.folder("dino_eval"), list(hparams.get("baselines") or []))
         per_round = hparams.get("pseudo_label_round_overrides") or []
-        gate = hparams.get("round_gate")
+        gate_share = self.gate_share()
         for round_index in range(1, int(hparams["rounds"]) + 1):
             round_name = f"round {round_index}"
             labels = self.stages.pseudo_label(
@@ -211,9 +237,9 @@ class Pipeline:
             )
             train_csv = labels_path(labels)
             split = None
-            if gate:
+            if gate_share:
                 split = self.gate_split(round_name, train_csv, self.folder(f"round{round_index}", "gate"),
-                                        gate["heldout_share"], int(hparams["seed"]) + round_index)
+                                        gate_share, int(hparams["seed"]) + round_index)
                 train_csv = split.train_csv if split else train_csv
             candidate = self.stages.train_aam(
                 hparams["aam_hparams"], train_csv, pretrained, self.folder(f"round{round_index}", "aam"),
@@ -278,12 +304,13 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def legend(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line saying what each system of the table is (baselines, DINO, rounds)."""
+def legend(rows: Sequence[Mapping[str, Any]], pretraining_name: str = "DINO",
+           pretraining_description: str = DINO_DESCRIPTION) -> str:
+    """One line saying what each system of the table is (baselines, the pretrained system, rounds)."""
     names = [row["system"] for row in rows]
     parts = [f"{name} = {BASELINE_DESCRIPTIONS[name]}" for name in names if name in BASELINE_DESCRIPTIONS]
-    if "DINO" in names:
-        parts.append(f"DINO = {DINO_DESCRIPTION}")
+    if pretraining_name in names:
+        parts.append(f"{pretraining_name} = {pretraining_description}")
     if any(name.startswith("round ") for name in names):
-        parts.append(f"round k = {ROUND_DESCRIPTION}")
+        parts.append(f"round k = {ROUND_DESCRIPTION.format(pretraining_name)}")
     return "Systems: " + "; ".join(parts) + "."

@@ -143,8 +143,11 @@ EVAL_EMOTION: SettingsTable = {
 RUN_PIPELINE: SettingsTable = {
     "seed": SEED,
     "rounds": NON_NEGATIVE_COUNT,
-    "round_gate.heldout_share": Setting(float, low=0, high=1, open_low=True, open_high=True),
+    "round_gate.heldout_share": Setting(float, low=0, high=1, open_low=True, open_high=True, nullable=True),
     "verbose": FLAG,
+    "pretraining_name": Setting(str),
+    "pretraining_description": Setting(str, nullable=True),
+    "warm_start_overrides": Nested(TRAIN_DINO),
     "dino_overrides": Nested(TRAIN_DINO),
     "pseudo_label_overrides": Nested(PSEUDO_LABEL),
     "aam_overrides": Nested(TRAIN_AAM),

@@ -84,3 +84,7 @@ def test_the_table_shows_only_filled_columns_and_a_legend_of_its_systems():
     text = legend(rows)
     assert text.startswith("Systems: mfcc_stats = MFCC mean+std statistics") and "\n" not in text
     assert "DINO = self-supervised" in text and "round k = DINO followed by k rounds" in text
+    renamed = [{**row, "system": "SDPN" if row["system"] == "DINO" else row["system"]} for row in rows]
+    text = legend(renamed, "SDPN", "SDPN from a contrastive start")
+    assert "SDPN = SDPN from a contrastive start" in text and "round k = SDPN followed by k rounds" in text
+    assert "DINO" not in text

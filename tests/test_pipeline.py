@@ -1,5 +1,6 @@
-"""The chained pipeline: its console (one line per stage start and end, the table last), a run
-killed during round 1 resumes and ends with the same table; a failed stage is reported in one line."""
+"""The chained pipeline: its console (one line per stage start and end, the table last), the warm
+start initialises the pretraining, a run killed during round 1 resumes and ends with the same
+table; a failed stage is reported in one line."""
 import json
 import os
 import signal
@@ -10,21 +11,29 @@ import time
 import pytest
 
 from speechbrain_dino.errors import StageFailed
-from speechbrain_dino.recipe_utils import exit_on_data_error
+from speechbrain_dino.pipeline import Pipeline
+from speechbrain_dino.recipe_settings import RUN_PIPELINE
+from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
 from speechbrain_dino.stages import StageRunner, override_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENCODER = {
+    "embedding_dim": 32, "student": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16},
+}
+CROPS = {"crops": {"global_seconds": 1.0, "local_seconds": 0.5}}
 TINY = {
     "synthetic": {"speakers": 12, "utterances": 4, "emotions": 2, "seed": 0, "min_seconds": 1.5, "max_seconds": 2.0},
     "heldout_speakers": 6,
     "baselines": ["mfcc_stats"],
     "rounds": 1,
-    "round_gate": None,  # tests/test_round_gate.py covers the gate
+    "round_gate": {"heldout_share": None},  # tests/test_round_gate.py covers the gate
+    "warm_start_overrides": {
+        "number_of_epochs": 1, "batch_size": 4, **ENCODER, **CROPS,
+        "projection_head": {"hidden_size": 64, "projection_size": 32},
+    },
     "dino_overrides": {
-        "number_of_epochs": 2, "batch_size": 4, "embedding_dim": 32, "n_prototypes": 64,
-        "student": {"channels": [32, 32, 32, 32, 96], "attention_channels": 16, "se_channels": 16},
+        "number_of_epochs": 2, "batch_size": 4, "n_prototypes": 64, **ENCODER, **CROPS,
         "student_head": {"hidden_size": 64, "bottleneck_size": 32},
-        "crops": {"global_seconds": 1.0, "local_seconds": 0.5},
     },
     "pseudo_label_overrides": {"clustering": {"min_size": 2, "ahc_threshold": 0.5}},
     "aam_overrides": {"number_of_epochs": 3, "batch_size": 4, "crop_seconds": 1.0,
@@ -45,8 +54,8 @@ def run(output, **kwargs):
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
 
 
-STAGES = ["DINO pretraining", "DINO: verification", "DINO: emotion", "round 1: pseudo-labels",
-          "round 1: AAM fine-tuning", "round 1: verification", "round 1: emotion"]
+STAGES = ["warm-start pretraining", "SDPN pretraining", "SDPN: verification", "SDPN: emotion",
+          "round 1: pseudo-labels", "round 1: AAM fine-tuning", "round 1: verification", "round 1: emotion"]
 
 
 def check_console(output, folder):
@@ -54,16 +63,21 @@ def check_console(output, folder):
     lines = output.strip().splitlines()
     assert len(lines) <= 45, output
     for index, name in enumerate(STAGES, start=1):
-        assert f"[{index}/7] {name} ..." in lines
-        end = [line for line in lines if line.startswith(f"[{index}/7] {name}: ")]
+        assert f"[{index}/8] {name} ..." in lines
+        end = [line for line in lines if line.startswith(f"[{index}/8] {name}: ")]
         assert len(end) == 1 and " | elapsed " in end[0], output
-    assert "| loss " in output and "| EER DINO " in output and "| micro-F1 round 1 " in output
+    assert "| loss " in output and "| EER SDPN " in output and "| micro-F1 round 1 " in output
     assert "| NMI " in output
     assert "Going into epoch" not in output  # stage output goes to the logs, not the terminal
     assert "train loss" in (folder / "dino" / "stage_output.log").read_text()
     assert "*/stage_output.log" in output and "dino_eval/verification/det.png" in output
     assert lines[-7] == "| system | EER % | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
     assert lines[-3].startswith("| round 1 |") and lines[-1].startswith("Systems: mfcc_stats = ")
+    assert "SDPN = SDPN (self-supervised, DINO family) started from a contrastive" in lines[-1]
+    assert "round k = SDPN followed by k rounds" in lines[-1]
+    # the SDPN run started from the warm start's export
+    inputs = json.loads((folder / "dino" / "training_inputs.json").read_text())
+    assert os.path.dirname(inputs["init_from"]["path"]) == str(folder / "warm_start" / "pretrained")
 
 
 def test_pipeline_killed_in_round_one_resumes_to_the_same_table(tmp_path):
@@ -85,11 +99,11 @@ def test_pipeline_killed_in_round_one_resumes_to_the_same_table(tmp_path):
     resumed = run(killed)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output[-3000:]
-    assert "[1/7] DINO pretraining: done before | loss " in output  # finished stages are skipped
+    assert "[2/8] SDPN pretraining: done before | loss " in output  # finished stages are skipped
     first = json.loads((tmp_path / "straight" / "results.json").read_text())
     second = json.loads((killed / "results.json").read_text())
     assert second == first
-    assert [row["system"] for row in first] == ["mfcc_stats", "DINO", "round 1"]
+    assert [row["system"] for row in first] == ["mfcc_stats", "SDPN", "round 1"]
 
 
 def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_path, capsys):
@@ -108,3 +122,19 @@ def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_pat
     message = capsys.readouterr().err
     assert message.startswith("error: stage DINO pretraining failed (exit 2); its output is in ")
     assert "stage_output.log; rerun the pipeline" in message
+
+
+@pytest.mark.parametrize("argv, share, pretraining", [
+    ([], None, ["train_dino", "train_dino"]),
+    (["--round_gate={heldout_share: 0.2}"], 0.2, ["train_dino", "train_dino"]),
+    (["--warm_start_hparams=null", "--dino_hparams=hparams/demo/dino_ecapa.yaml"], None, ["train_dino"]),
+])
+def test_the_documented_pipeline_overrides_load_and_plan_their_stages(tmp_path, argv, share, pretraining):
+    """The README's commands: the gate switched on by its share, the paper's DINO without a warm start."""
+    hparams = load_recipe(["hparams/demo/pipeline.yaml", f"--output_folder={tmp_path}", *argv], usage="",
+                          default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE)[3]
+    pipeline = Pipeline(hparams)
+    assert pipeline.gate_share() == share
+    plan = pipeline.plan()
+    assert plan[:len(pretraining) + 1] == [*pretraining, "eval_verification"]
+    assert plan.count("eval_verification") == 3 + (4 if share else 0)  # 2 per round for the gate

@@ -83,7 +83,7 @@ class StandInStages:
         self.root, self.eers, self.calls = root, eers, []
         self.console = type("Console", (), {"print": lambda self, text: None})()
 
-    def train_dino(self, hparams, train_csv, folder, overrides=None):
+    def train_dino(self, hparams, train_csv, folder, overrides=None, name=None):
         self.calls.append("dino")
         return "dino"
 
