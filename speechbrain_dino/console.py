@@ -99,6 +99,11 @@ class StageConsole:
         self.index += 1
         self.print(f"{self._prefix()} {name}: done before | {summary}")
 
+    def replan(self, remaining: Sequence[str]) -> None:
+        """The kinds of the stages still to start, when the run learns it will start others than
+        planned (a round gate skipped, a rejected round ending the rounds)."""
+        self.plan = self.plan[:self.index] + list(remaining)
+
     def estimate_left(self) -> Optional[float]:
         """Seconds the planned stages after the current one should take (None before any ran)."""
         if not self.measured:

@@ -124,11 +124,17 @@ class Pipeline:
 
     def plan(self) -> List[str]:
         """The kind (recipe) of every stage :meth:`run` starts, in order."""
-        evaluation = ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
-        gate = ["eval_verification"] * 2 if self.gate_share() else []
-        one_round = ["pseudo_label", "train_aam", *gate, *evaluation]
         pretraining = ["train_dino"] * (2 if self.hparams.get("warm_start_hparams") else 1)
-        return [*pretraining, *evaluation, *one_round * int(self.hparams["rounds"])]
+        return [*pretraining, *self.evaluation_kinds(), *self.rounds_kinds(int(self.hparams["rounds"]))]
+
+    def evaluation_kinds(self) -> List[str]:
+        """The kinds of the stages that evaluate one encoder."""
+        return ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
+
+    def rounds_kinds(self, rounds: int) -> List[str]:
+        """The kinds of the stages of ``rounds`` rounds, each gated when the YAML says so."""
+        gate = ["eval_verification"] * 2 if self.gate_share() else []
+        return ["pseudo_label", "train_aam", *gate, *self.evaluation_kinds()] * rounds
 
     def gate_share(self) -> Optional[float]:
         """The share of each round's cluster members the round gate holds out; None: no gate."""
@@ -241,6 +247,9 @@ class Pipeline:
                 split = self.gate_split(round_name, train_csv, self.folder(f"round{round_index}", "gate"),
                                         gate_share, int(hparams["seed"]) + round_index)
                 train_csv = split.train_csv if split else train_csv
+                if split is None:  # this round runs without its two gate stages
+                    self.stages.console.replan(["train_aam", *self.evaluation_kinds(),
+                                                *self.rounds_kinds(int(hparams["rounds"]) - round_index)])
             candidate = self.stages.train_aam(
                 hparams["aam_hparams"], train_csv, pretrained, self.folder(f"round{round_index}", "aam"),
                 hparams.get("aam_overrides"), name=f"{round_name}: AAM fine-tuning",
@@ -249,6 +258,8 @@ class Pipeline:
             if split:
                 decision = gate_round(self.stages, hparams["verification_hparams"], round_name, pretrained,
                                       candidate, split)
+                if not decision.accepted:  # no further round: this round's evaluation ends the run
+                    self.stages.console.replan(self.evaluation_kinds())
             self.evaluate(round_name, candidate, self.folder(f"round{round_index}", "eval"), [])
             self.add_clustering(labels)
             if decision is not None:

@@ -88,3 +88,15 @@ def test_the_table_shows_only_filled_columns_and_a_legend_of_its_systems():
     text = legend(renamed, "SDPN", "SDPN from a contrastive start")
     assert "SDPN = SDPN from a contrastive start" in text and "round k = SDPN followed by k rounds" in text
     assert "DINO" not in text
+
+
+def test_replanning_changes_the_count_of_the_stages_still_to_start():
+    out = io.StringIO()
+    console = StageConsole(["train_dino", "eval_verification", "pseudo_label", "train_aam"], out=out)
+    console.stage_started("pretraining")
+    console.stage_started("verification")
+    console.replan([])  # the rounds will not run
+    assert console.plan == ["train_dino", "eval_verification"]
+    console.stage_finished("verification", "eval_verification", 5.0, "EER 9%")
+    assert out.getvalue().splitlines()[-1].startswith("[2/2] verification: 5s")
+    assert "left" not in out.getvalue().splitlines()[-1]

@@ -1,12 +1,14 @@
 """The round gate (held-out cluster members decide whether a round's encoder is kept) and the AAM
 budget that scales with the clusters: their arithmetic, and the pipeline's behaviour when a round
 is rejected, with the stages replaced by stand-ins that report chosen EERs."""
+import io
 import json
 import os
 from collections import Counter
 
 import pytest
 
+from speechbrain_dino.console import StageConsole
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.manifest import read_manifest, write_manifest
 from speechbrain_dino.pipeline import Pipeline
@@ -79,15 +81,22 @@ class StandInStages:
     """The stage API with no recipe run: each encoder is a folder name, each verification the
     EER given for (encoder, trial list)."""
 
-    def __init__(self, root, eers):
+    def __init__(self, root, eers, plan):
         self.root, self.eers, self.calls = root, eers, []
-        self.console = type("Console", (), {"print": lambda self, text: None})()
+        self.console = StageConsole(plan, out=io.StringIO())
+        self.started = 0
+
+    def start(self, name):
+        self.started += 1
+        self.console.stage_started(name)
 
     def train_dino(self, hparams, train_csv, folder, overrides=None, name=None):
+        self.start(name)
         self.calls.append("dino")
         return "dino"
 
     def pseudo_label(self, hparams, pretrained, train_csv, folder, overrides, name):
+        self.start(name)
         self.calls.append(f"labels from {pretrained}")
         os.makedirs(folder, exist_ok=True)
         write_manifest(clustered_rows([10, 10, 10, 10]), os.path.join(folder, "pseudo_labels.csv"))
@@ -96,11 +105,13 @@ class StandInStages:
         return folder
 
     def train_aam(self, hparams, train_csv, init_from, folder, overrides, name):
+        self.start(name)
         rows = read_manifest(train_csv)
         self.calls.append(f"aam on {len(rows)} rows from {init_from}")
         return f"aam{len([c for c in self.calls if c.startswith('aam')])}"
 
     def verification(self, hparams, pretrained, test_csv, trials, folder, system, baselines=(), **kwargs):
+        self.start(kwargs.get("name") or f"{system}: verification")
         kind = "gate" if "gate" in os.fspath(folder) else "test"
         return {system: {"raw": {"EER": self.eers[pretrained][kind], "minDCF_0.01": 0.5}}}
 
@@ -113,7 +124,7 @@ def test_a_rejected_round_leaves_the_previous_encoder_and_stops_the_rounds(tmp_p
     eers = {"dino": {"gate": 20.0, "test": 30.0}, "aam1": {"gate": 8.0, "test": 25.0},
             "aam2": {"gate": round2_gate_eer, "test": 27.0}, "aam3": {"gate": 9.0, "test": 26.0}}
     pipeline = Pipeline(hparams)
-    pipeline.stages = stages = StandInStages(tmp_path, eers)
+    pipeline.stages = stages = StandInStages(tmp_path, eers, pipeline.plan())
     pipeline.run()
     assert stages.calls[:3] == ["dino", "labels from dino", "aam on 32 rows from dino"]  # 8 of 40 held out
     assert stages.calls[3:5] == ["labels from aam1", "aam on 32 rows from aam1"]
@@ -126,4 +137,7 @@ def test_a_rejected_round_leaves_the_previous_encoder_and_stops_the_rounds(tmp_p
         assert stages.calls[5] == "labels from aam2" and "round 3" in rows
         final = "aam2" if rows["round 3"]["gate"].endswith("(rejected)") else "aam3"
     assert (tmp_path / "final_encoder.txt").read_text().strip() == final
+    # the console's stage count follows the rounds that ran: its last line is [N/N]
+    assert len(stages.console.plan) == stages.started == (12 if final == "aam1" else 17)
+    assert stages.console.out.getvalue().splitlines()[-1].startswith(f"[{stages.started}/{stages.started}] ")
     assert json.loads((tmp_path / "round2" / "gate" / "decision.json").read_text())["accepted"] == (round2_gate_eer < 8.0)
