@@ -62,7 +62,9 @@ COLUMNS = (
     ("gate", "round gate: pseudo-EER % (kept?)", "{}"),
     ("micro_f1", "emotion micro-F1 %", "{:.2f}"),
 )
-#: What the pretrained system of the table is, unless the YAML says (``pretraining_description``).
+#: The pretrained system's name in the table and what it is, unless the YAML says
+#: (``pretraining_name``, ``pretraining_description``).
+DINO_NAME = "DINO"
 DINO_DESCRIPTION = "self-supervised DINO pretraining (no labels)"
 #: What the rounds are, after the pretrained system's name.
 ROUND_DESCRIPTION = "{} followed by k rounds of pseudo-labels + AAM fine-tuning"
@@ -101,15 +103,15 @@ class Pipeline:
         pretraining run first, whose export initialises the ``dino_hparams`` run: ``init_from``),
         ``pretraining_name`` and ``pretraining_description`` (the pretrained system's name in the
         table and what it is; default DINO), ``round_gate`` (``{heldout_share: 0.2}``; a null share
-        or a null ``round_gate``: no gate),
-        ``run_options``, command-line run options for every stage (``--device=cuda:0``), ``data_root`` for
-        ``$data_root`` in the manifests, and ``verbose`` (stream every stage's output to the
-        terminal, besides its log file).
+        or a null ``round_gate``: no gate), ``run_options``, command-line run options for every
+        stage (``--device=cuda:0``), ``data_root`` for ``$data_root`` in the manifests, and
+        ``verbose`` (stream every stage's output to the terminal, besides its log file).
     """
 
     def __init__(self, hparams: Dict[str, Any]) -> None:
         self.hparams = hparams
-        self.pretraining_name = str(hparams.get("pretraining_name") or "DINO")
+        self.pretraining_name = str(hparams.get("pretraining_name") or DINO_NAME)
+        self.pretraining_description = str(hparams.get("pretraining_description") or DINO_DESCRIPTION)
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
         self.final_encoder: Optional[str] = None
@@ -197,9 +199,8 @@ class Pipeline:
 
     def write_table(self) -> str:
         """Writes ``results.json`` and ``results.md``; returns the Markdown table and its legend."""
-        text = results_table(self.rows) + "\n\n" + legend(
-            self.rows, self.pretraining_name, self.hparams.get("pretraining_description") or DINO_DESCRIPTION
-        )
+        text = results_table(self.rows) + "\n\n" + legend(self.rows, self.pretraining_name,
+                                                           self.pretraining_description)
         with open(self.folder("results.json"), "w", encoding="utf-8") as fout:
             json.dump(self.rows, fout, indent=2)
         with open(self.folder("results.md"), "w", encoding="utf-8") as fout:
@@ -246,8 +247,9 @@ class Pipeline:
             if gate_share:
                 split = self.gate_split(round_name, train_csv, self.folder(f"round{round_index}", "gate"),
                                         gate_share, int(hparams["seed"]) + round_index)
-                train_csv = split.train_csv if split else train_csv
-                if split is None:  # this round runs without its two gate stages
+                if split:
+                    train_csv = split.train_csv
+                else:  # this round runs without its two gate stages
                     self.stages.console.replan(["train_aam", *self.evaluation_kinds(),
                                                 *self.rounds_kinds(int(hparams["rounds"]) - round_index)])
             candidate = self.stages.train_aam(
@@ -315,7 +317,7 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def legend(rows: Sequence[Mapping[str, Any]], pretraining_name: str = "DINO",
+def legend(rows: Sequence[Mapping[str, Any]], pretraining_name: str = DINO_NAME,
            pretraining_description: str = DINO_DESCRIPTION) -> str:
     """One line saying what each system of the table is (baselines, the pretrained system, rounds)."""
     names = [row["system"] for row in rows]
