@@ -71,3 +71,9 @@ def epochs_for_budget(minutes: float, step_seconds: float, n_rows: int, batch_si
     """Whole epochs (at least 1) of ``n_rows // batch_size`` steps (``drop_last``) in the budget."""
     steps_per_epoch = max(1, n_rows // batch_size)
     return max(1, math.floor(minutes * 60 / (step_seconds * steps_per_epoch) + 0.5))
+
+
+def remaining_share(minutes: float, first_steps: int, first_step_seconds: float) -> float:
+    """The share of a ``minutes`` budget that a first training part of ``first_steps`` steps at
+    ``first_step_seconds`` each leaves to the second part (0 when it used it all)."""
+    return max(0.0, 1.0 - first_steps * first_step_seconds / (minutes * 60))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shlex
 import sys
 from dataclasses import replace
 from typing import Dict, List, Sequence
@@ -47,9 +48,14 @@ SETTINGS = {
 
 
 def shown_arguments(argv: Sequence[str]) -> List[str]:
-    """The arguments with encoder folders (outside the repository) shown as ``<folder>``."""
-    return [item.split("=", 1)[0] + "=<folder>" if "=" in item and os.path.isabs(item.split("=", 1)[1]) else item
-            for item in argv]
+    """The arguments, quoted for a shell, with absolute paths (folders of this machine) shown as ``<folder>``."""
+    def shown(item: str) -> str:
+        if os.path.isabs(item):
+            return "<folder>"
+        name, _, value = item.partition("=")
+        return f"{name}=<folder>" if value and os.path.isabs(value) else item
+
+    return [shlex.quote(shown(item)) for item in argv]
 
 
 def split_and_merge(truth: np.ndarray, labels: np.ndarray) -> Dict[str, float]:

@@ -25,7 +25,6 @@ Results go to ``bench/results/objectives_<budget>min.md`` and the BENCHMARKS.md 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -36,8 +35,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from budget import remaining_share  # noqa: E402
 from common import REPO, SHARED_DATA, machine  # noqa: E402
-from run_all import FIGURES, RESULTS, Study, System, markdown_table, write_benchmarks  # noqa: E402
+from run_all import EVAL_SETS, FIGURES, Study, System, markdown_table, publish  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
 from speechbrain_dino.baselines import BASELINES, embeddings_cache  # noqa: E402
@@ -83,11 +83,6 @@ WARM_STARTS: Dict[str, Tuple[str, str]] = {
     "SDPN from contrastive": ("contrastive", "SDPN"),
     "SDPN + contrastive term from contrastive": ("contrastive", "SDPN + contrastive term"),
 }
-EVAL_SETS = {
-    "ravdess": "RAVDESS 17-24",
-    "librispeech": "LibriSpeech halves",
-    "speechocean": "speechocean762 (25 speakers)",
-}
 
 
 class ObjectivesStudy(Study):
@@ -124,20 +119,6 @@ class ObjectivesStudy(Study):
         run.pop("train_csv")
         self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, run, name=f"{name} pretraining")
         return self.trained_system(name, folder, epochs, hparams_file, self.data.pretrain_csv)
-
-    def evaluate_sets(self, system: System, baselines: Sequence[str]) -> None:
-        """Verification of ``system`` (and ``baselines``) on the three held-out sets."""
-        sets = {
-            "ravdess": (self.data.ravdess_test_csv, self.data.ravdess_trials),
-            "librispeech": (self.data.librispeech_test_csv, self.data.librispeech_trials),
-            "speechocean": (self.data.speechocean_test_csv, self.data.speechocean_trials),
-        }
-        for eval_set, (test_csv, trials) in sets.items():
-            self.stages.verification(
-                os.path.join(HPARAMS_FOLDER, "verification.yaml"), system.pretrained, test_csv, trials,
-                self.eval_folder(system, eval_set), system.name, baselines,
-                name=f"{system.name}: verification ({eval_set})",
-            )
 
     def row(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
         """EER per set and the held-out speechocean embeddings' effective rank."""
@@ -266,14 +247,9 @@ def main() -> None:
             first, second = WARM_STARTS[name]
             start = first_halves[name] = study.train(f"{first} (first half)", *SYSTEMS[first], budget_share=0.5,
                                                      timed_as=first)
-            first_seconds = start.steps * study.step_seconds[slug(first)]
-            rest = 0.5 if args.epochs else max(0.0, 1.0 - first_seconds / (args.budget * 60))
-            finish = study.train(name, *SYSTEMS[second], budget_share=rest, init_from=start.pretrained,
-                                 timed_as=second)
-            trained[name] = dataclasses.replace(  # the table counts both halves
-                finish, epochs=start.epochs + finish.epochs, steps=start.steps + finish.steps,
-                train_minutes=(start.train_minutes or 0.0) + (finish.train_minutes or 0.0),
-            )
+            rest = 0.5 if args.epochs else remaining_share(args.budget, start.steps, study.step_seconds[slug(first)])
+            trained[name] = study.train(name, *SYSTEMS[second], budget_share=rest, init_from=start.pretrained,
+                                        timed_as=second).after(start)  # the table counts both halves
     anchor = next(iter(trained.values()))
     study.evaluate_sets(anchor, BASELINES)
     for system in trained.values():
@@ -299,10 +275,7 @@ def main() -> None:
     ]
     block = "\n".join(header + results_table(rows, trained, study.step_seconds)
                       + ["", f"![learning curves]({os.path.relpath(figure, REPO)})"])
-    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
-        fout.write(block + "\n\nLearning curves (steps, dev EER):\n\n```\n" + json.dumps(curves) + "\n```\n")
-    write_benchmarks({tag: block})
-    print(block)
+    publish(tag, block, "\nLearning curves (steps, dev EER):\n\n```\n" + json.dumps(curves) + "\n```\n")
 
 
 if __name__ == "__main__":

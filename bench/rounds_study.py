@@ -32,7 +32,7 @@ from budget import plain_values  # noqa: E402
 from clustering_study import shown_arguments, size_panels, split_and_merge  # noqa: E402
 from common import REPO, SHARED_DATA, machine  # noqa: E402
 from objectives import EVAL_SETS, ObjectivesStudy  # noqa: E402
-from run_all import FIGURES, RESULTS, System, markdown_table, write_benchmarks  # noqa: E402
+from run_all import FIGURES, System, markdown_table, publish  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
 from speechbrain_dino.baselines import BASELINES  # noqa: E402
@@ -160,10 +160,7 @@ def main(argv: Sequence[str] = None) -> None:
     ]
     block = "\n".join(header + results_lines(rows, records, len(true_sizes))
                       + ["", f"![cluster sizes per round]({os.path.relpath(figure, REPO)})"])
-    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
-        fout.write(block + "\n")
-    write_benchmarks({tag: block})
-    print(block)
+    publish(tag, block)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ On the benchmark data folder ($SBDINO_SHARED_DATA; see bench/study_data.py for t
    clusters with faiss and with scikit-learn at 100k and 1M embeddings (time, peak memory).
 2. Systems, every training run planned to ``--budget`` minutes from step times measured here
    (bench/budget.py): MFCC statistics and random-init ECAPA (no training), the contrastive
-   baseline (NT-Xent), DINO, DINO + pseudo-label round 1 and round 2 (k-means -> AHC -> filter ->
-   AAM fine-tuning), and AAM fine-tuning of the DINO model on the true labels (upper bound).
+   baseline (NT-Xent), DINO with the paper's settings, the pipeline's pretraining (the pipeline
+   YAML's ``warm_start_hparams`` then ``dino_hparams``, both parts within one budget; today the
+   contrastive warm start, then SDPN), its pseudo-label round 1 and round 2 (k-means -> AHC ->
+   filter -> AAM fine-tuning), and AAM fine-tuning of it on the true labels (upper bound).
    Pretraining and pseudo-labelling never see an evaluation speaker (asserted).
 3. Evaluation of each: verification on RAVDESS actors 17-24 (targets cross emotion and sentence)
    and on half-utterance trials of held-out LibriSpeech speakers; emotion with a logistic-regression
@@ -43,7 +45,7 @@ import dino_speed  # noqa: E402
 import extraction_speed  # noqa: E402
 import prepare_shared  # noqa: E402
 import scoring_speed  # noqa: E402
-from budget import epochs_for_budget, plain_values, seconds_per_step  # noqa: E402
+from budget import epochs_for_budget, plain_values, remaining_share, seconds_per_step  # noqa: E402
 from common import REPO, SHARED_DATA, machine  # noqa: E402
 from study_data import StudyData, assert_unseen, describe, prepare_study_data  # noqa: E402
 from study_figures import det_figure, embedding_map  # noqa: E402
@@ -60,7 +62,12 @@ RESULTS = os.path.join(REPO, "bench", "results")
 FIGURES = os.path.join(RESULTS, "figures")
 BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
 DISPLAY_NAMES = {"mfcc_stats": "MFCC statistics (mean+std, standardised)", "random_init": "random-init ECAPA"}
-EVAL_SETS = ("ravdess", "librispeech")
+#: The held-out verification sets (StudyData's ``<name>_test_csv`` and ``<name>_trials``) and their labels.
+EVAL_SETS = {
+    "ravdess": "RAVDESS 17-24",
+    "librispeech": "LibriSpeech halves",
+    "speechocean": "speechocean762 (25 speakers)",
+}
 VERIFICATION_YAML = os.path.join(HPARAMS_FOLDER, "verification.yaml")
 EMOTION_YAML = os.path.join(HPARAMS_FOLDER, "emotion.yaml")
 
@@ -76,13 +83,21 @@ class System:
     train_minutes: Optional[float] = None
     clustering: Optional[Dict] = None
 
+    def after(self, first: "System") -> "System":
+        """This system as the second part of a two-part training whose first part was ``first``:
+        epochs, steps and minutes count both parts."""
+        return dataclasses.replace(
+            self, epochs=(first.epochs or 0) + (self.epochs or 0), steps=(first.steps or 0) + (self.steps or 0),
+            train_minutes=(first.train_minutes or 0.0) + (self.train_minutes or 0.0),
+        )
+
 
 def presets(gpu: bool) -> Dict[str, str]:
     """The training presets: the small CPU ones, or the full-size ones with ``--gpu``."""
     folder = HPARAMS_FOLDER if gpu else os.path.join(HPARAMS_FOLDER, "demo")
     return {
         name: os.path.join(folder, f"{name}.yaml")
-        for name in ("dino_ecapa", "contrastive_ecapa", "train_aam", "pseudo_label")
+        for name in ("dino_ecapa", "contrastive_ecapa", "train_aam", "pseudo_label", "pipeline")
     }
 
 
@@ -135,14 +150,33 @@ class Study:
         batch_size = plain_values(hparams_file)["batch_size"]
         return epochs_for_budget(self.args.budget, self.step_seconds[key], len(read_manifest(train_csv)), batch_size)
 
-    def train_ssl(self, system: str, hparams_file: str) -> System:
-        """Self-supervised pretraining (DINO or contrastive) on the pretraining pool."""
-        self.calibrate(system, "train_dino", hparams_file, {"train_csv": self.data.pretrain_csv})
-        epochs = self.planned_epochs(system, hparams_file, self.data.pretrain_csv)
-        folder = self.folder(system)
-        self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, {"number_of_epochs": epochs},
-                               name=f"{system} pretraining")
+    def train_ssl(self, system: str, hparams_file: str, budget_share: float = 1.0,
+                  init_from: Optional[str] = None, timed_as: Optional[str] = None) -> System:
+        """Self-supervised pretraining (DINO family or contrastive) on the pretraining pool, for
+        ``budget_share`` of the budget at the step time of ``timed_as`` (default ``system``),
+        optionally started from the exported encoder ``init_from``."""
+        key = timed_as or system
+        self.calibrate(key, "train_dino", hparams_file, {"train_csv": self.data.pretrain_csv})
+        epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
+        folder = self.folder(system.replace(" ", "_"))
+        overrides = {"number_of_epochs": epochs, **({"init_from": init_from} if init_from else {})}
+        self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, overrides, name=f"{system} pretraining")
         return self.trained_system(system, folder, epochs, hparams_file, self.data.pretrain_csv)
+
+    def train_pipeline_pretraining(self) -> System:
+        """The pretraining of the pipeline YAML (``hparams/demo/pipeline.yaml``; with ``--gpu``
+        ``hparams/pipeline.yaml``) at one budget: its ``dino_hparams`` run, and first, when it has
+        a ``warm_start_hparams`` run, that one for half the budget (whole epochs) with the second
+        part getting the time the first left. Named by the YAML's ``pretraining_name``."""
+        pipeline = plain_values(self.presets["pipeline"])
+        name = pipeline["pretraining_name"]
+        second = os.path.join(REPO, pipeline["dino_hparams"])
+        if not pipeline.get("warm_start_hparams"):
+            return self.train_ssl(name, second)
+        first_hparams = os.path.join(REPO, pipeline["warm_start_hparams"])
+        first = self.train_ssl(f"{name} warm start", first_hparams, 0.5)
+        rest = remaining_share(self.args.budget, first.steps, self.step_seconds[first.name])
+        return self.train_ssl(name, second, rest, init_from=first.pretrained).after(first)
 
     def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str) -> System:
         """A :class:`System` for a finished training folder, with its measured cost."""
@@ -166,9 +200,9 @@ class Study:
                               name=f"{name} fine-tuning")
         return self.trained_system(name, folder, epochs, hparams_file, train_csv)
 
-    def pseudo_label_rounds(self, dino: System) -> List[System]:
-        """R rounds of pseudo-labelling the pretraining pool, then AAM fine-tuning on the labels."""
-        systems, pretrained = [], dino.pretrained
+    def pseudo_label_rounds(self, start: System) -> List[System]:
+        """R rounds of pseudo-labelling the pretraining pool from ``start``, then AAM fine-tuning on the labels."""
+        systems, pretrained = [], start.pretrained
         for round_index in range(1, self.args.rounds + 1):
             labels = self.stages.pseudo_label(
                 self.presets["pseudo_label"], pretrained, self.data.pretrain_csv,
@@ -183,19 +217,20 @@ class Study:
         return systems
 
     # ----------------------------------------------------------- evaluation
-    def evaluate(self, system: System, baselines: Sequence[str]) -> None:
-        """Verification on both trial sets and the emotion folds, into ``eval/<system>/``."""
-        folder = self.eval_folder(system)
-        for eval_set, (test_csv, trials) in zip(EVAL_SETS, (
-            (self.data.ravdess_test_csv, self.data.ravdess_trials),
-            (self.data.librispeech_test_csv, self.data.librispeech_trials),
-        )):
+    def evaluate_sets(self, system: System, baselines: Sequence[str]) -> None:
+        """Verification of ``system`` (and ``baselines``) on the held-out sets, into ``eval/<system>/<set>``."""
+        for eval_set in EVAL_SETS:
             self.stages.verification(
-                VERIFICATION_YAML, system.pretrained, test_csv, trials, os.path.join(folder, eval_set),
-                system.name, baselines, name=f"{system.name}: verification ({eval_set})",
+                VERIFICATION_YAML, system.pretrained, getattr(self.data, f"{eval_set}_test_csv"),
+                getattr(self.data, f"{eval_set}_trials"), self.eval_folder(system, eval_set), system.name, baselines,
+                name=f"{system.name}: verification ({eval_set})",
             )
+
+    def evaluate(self, system: System, baselines: Sequence[str]) -> None:
+        """:meth:`evaluate_sets`, and emotion recognition on the RAVDESS folds into ``eval/<system>/emotion``."""
+        self.evaluate_sets(system, baselines)
         self.stages.emotion(
-            EMOTION_YAML, system.pretrained, self.data.ravdess_test_csv, os.path.join(folder, "emotion"),
+            EMOTION_YAML, system.pretrained, self.data.ravdess_test_csv, self.eval_folder(system, "emotion"),
             system.name, baselines, overrides={"protocol": "speaker_kfold", "folds": 4},
         )
 
@@ -232,9 +267,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List
 
 def systems_table(rows: Sequence[Dict], systems: Dict[str, System]) -> List[str]:
     """The main results table: one row per system."""
-    header = ["system", "train min (epochs, steps)", "EER % RAVDESS 17-24", "minDCF(0.01)",
-              "EER % LibriSpeech halves", "minDCF(0.01)", "emotion micro-F1 % (± std, 4 folds)",
-              "pseudo-labels: clusters, kept %, NMI"]
+    header = ["system", "train min (epochs, steps)",
+              *(column for label in EVAL_SETS.values() for column in (f"EER % {label}", "minDCF(0.01)")),
+              "emotion micro-F1 % (± std, 4 folds)", "pseudo-labels: clusters, kept %, NMI"]
     body = []
     for row in rows:
         system = systems.get(row["system"])  # None for the baselines
@@ -250,8 +285,8 @@ def systems_table(rows: Sequence[Dict], systems: Dict[str, System]) -> List[str]
                           + (f"{nmi:.2f}" if nmi is not None else "-"))
         body.append([
             row["system"], cost,
-            f"{row['EER_ravdess']:.2f}", f"{row['minDCF_ravdess']:.3f}",
-            f"{row['EER_librispeech']:.2f}", f"{row['minDCF_librispeech']:.3f}",
+            *(cell for eval_set in EVAL_SETS
+              for cell in (f"{row[f'EER_{eval_set}']:.2f}", f"{row[f'minDCF_{eval_set}']:.3f}")),
             f"{row['micro_f1']:.1f} ± {row['micro_f1_std']:.1f}", clustering,
         ])
     return markdown_table(header, body)
@@ -263,6 +298,15 @@ def usage_table(stage_usage: Dict[str, Dict[str, float]]) -> List[str]:
         ["stage", "wall min", "peak RSS GB"],
         [[name, f"{usage['minutes']:.2f}", f"{usage['peak_rss_gb']:.2f}"] for name, usage in stage_usage.items()],
     )
+
+
+def publish(tag: str, block: str, appendix: str = "") -> None:
+    """A study's report: ``block`` (then ``appendix``) into ``bench/results/<tag>.md``, ``block`` as
+    the BENCHMARKS.md block ``tag``, and ``block`` on stdout."""
+    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
+        fout.write(block + "\n" + appendix)
+    write_benchmarks({tag: block})
+    print(block)
 
 
 def replace_block(text: str, name: str, content: str) -> str:
@@ -322,33 +366,33 @@ def main() -> None:
     study.data = prepare_study_data(SHARED_DATA, study.folder("data"))
     contrastive = study.train_ssl("contrastive", study.presets["contrastive_ecapa"])
     dino = study.train_ssl("DINO", study.presets["dino_ecapa"])
-    rounds = study.pseudo_label_rounds(dino)
-    upper = study.fine_tune("AAM on true labels", dino.pretrained, study.data.pretrain_csv,
+    pretrained = study.train_pipeline_pretraining()
+    rounds = study.pseudo_label_rounds(pretrained)
+    upper = study.fine_tune("AAM on true labels", pretrained.pretrained, study.data.pretrain_csv,
                             study.folder("aam_true_labels"))
-    trained = [contrastive, dino, *rounds, upper]
-    study.evaluate(dino, BASELINES)
+    trained = [contrastive, dino, pretrained, *rounds, upper]
+    study.evaluate(pretrained, BASELINES)
     for system in trained:
-        if system is not dino:
+        if system is not pretrained:
             study.evaluate(system, ())
 
     baselines = [System(name, "") for name in BASELINES]
-    rows = [study.metrics(system, evaluated_with=dino) for system in baselines]
+    rows = [study.metrics(system, evaluated_with=pretrained) for system in baselines]
     rows += [study.metrics(system) for system in trained]
     by_name = {system.name: system for system in trained}
     figures = {
         f"det_{eval_set}": det_figure(
-            {**{DISPLAY_NAMES[b.name]: study.score_file(b, eval_set, dino) for b in baselines},
+            {**{DISPLAY_NAMES[b.name]: study.score_file(b, eval_set, pretrained) for b in baselines},
              **{s.name: study.score_file(s, eval_set) for s in trained}},
             os.path.join(FIGURES, f"study_det_{eval_set}.png"),
-            f"{'RAVDESS actors 17-24' if eval_set == 'ravdess' else 'LibriSpeech held-out halves'} "
-            f"(budget {args.budget:g} min per run)",
+            f"{label} (budget {args.budget:g} min per run)",
         )
-        for eval_set in EVAL_SETS
+        for eval_set, label in EVAL_SETS.items()
     }
     ravdess_rows = read_manifest(study.data.ravdess_test_csv)
     mfcc = EmbeddingTable([row["ID"] for row in ravdess_rows], mfcc_statistics(ravdess_rows, standardize=True))
     figures["embedding_map"] = embedding_map(
-        {"MFCC statistics": mfcc, "DINO": study.embeddings(dino),
+        {"MFCC statistics": mfcc, pretrained.name: study.embeddings(pretrained),
          **({rounds[-1].name: study.embeddings(rounds[-1])} if rounds else {})},
         ravdess_rows, os.path.join(FIGURES, "study_embedding_map.png"),
     )

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from speechbrain_dino.audio import audio_info
-from speechbrain_dino.embeddings import EmbeddingTable, checked_pretrained_folder, extract_embeddings
+from speechbrain_dino.embeddings import checked_pretrained_folder, extract_embeddings
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.export import read_metadata, recorded_threshold
 from speechbrain_dino.manifest import Row, read_manifest

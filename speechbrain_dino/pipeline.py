@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 COLUMNS = (
     ("system", "system", "{}"),
     ("EER", "EER %", "{:.2f}"),
+    ("EER_interval", "EER 95% CI", "{}"),
     ("minDCF_0.01", "minDCF(0.01)", "{:.3f}"),
     ("EER_as_norm", "EER % AS-norm", "{:.2f}"),
     ("nmi", "NMI", "{:.3f}"),
@@ -300,6 +301,9 @@ def table_row(
 ) -> Dict[str, Any]:
     """A table row from a system's verification metrics (``raw``[, ``as_norm``]) and emotion results."""
     row = {"system": system, "EER": verification["raw"]["EER"], "minDCF_0.01": verification["raw"]["minDCF_0.01"]}
+    interval = verification["raw"].get("EER_interval_95")
+    if interval:  # over resampled test speakers (verification/bootstrap.py)
+        row["EER_interval"] = f"{interval[0]:.1f}-{interval[1]:.1f}"
     if "as_norm" in verification:
         row["EER_as_norm"] = verification["as_norm"]["EER"]
     if emotion:

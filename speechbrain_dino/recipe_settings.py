@@ -129,6 +129,7 @@ EVAL_VERIFICATION: SettingsTable = {
     **_EXTRACTION,
     "chunk_seconds": Setting(float, low=0, open_low=True, nullable=True),
     "as_norm_top_n": Setting(int, low=1, nullable=True),
+    "bootstrap_draws": Setting(int, low=0),
 }
 
 EVAL_EMOTION: SettingsTable = {

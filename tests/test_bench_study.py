@@ -8,8 +8,8 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-from budget import epochs_for_budget, plain_values  # noqa: E402
-from run_all import replace_block  # noqa: E402
+from budget import epochs_for_budget, plain_values, remaining_share  # noqa: E402
+from run_all import System, replace_block  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
 from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
@@ -84,6 +84,19 @@ def test_budget_planning():
     values = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml"))
     assert values["batch_size"] == 32 and values["schedule"]["frozen_share"] == 0.334
     assert values["augment"] is None  # tagged nodes are not built
+
+
+def test_a_two_part_training_shares_one_budget():
+    # a first part of 200 steps at 1.5 s used 5 of 10 minutes; one that overran leaves nothing
+    assert remaining_share(10, 200, 1.5) == pytest.approx(0.5)
+    assert remaining_share(1, 100, 1.0) == 0.0
+    first = System("warm start", "first/pretrained", epochs=2, steps=20, train_minutes=1.5)
+    both = System("SDPN", "second/pretrained", epochs=3, steps=30, train_minutes=2.0).after(first)
+    assert (both.name, both.pretrained) == ("SDPN", "second/pretrained")
+    assert (both.epochs, both.steps, both.train_minutes) == (5, 50, 3.5)
+    # the study's pretraining is the demo pipeline's: a warm start named there
+    pipeline = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml"))
+    assert pipeline["warm_start_hparams"] and pipeline["pretraining_name"]
 
 
 def test_generated_blocks_replace_only_themselves():

@@ -3,7 +3,7 @@ estimate; the results table keeps only filled columns and says what each system 
 import io
 
 from speechbrain_dino.console import StageConsole, format_duration
-from speechbrain_dino.pipeline import legend, results_table
+from speechbrain_dino.pipeline import legend, results_table, table_row
 from speechbrain_dino.stage_summaries import (
     emotion_summary,
     pseudo_label_summary,
@@ -80,6 +80,8 @@ def test_the_table_shows_only_filled_columns_and_a_legend_of_its_systems():
     table = results_table(rows).splitlines()
     assert table[0] == "| system | EER % | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
     assert table[-1] == "| round 1 | 29.50 | 0.900 | 0.800 | 75.0 | 9 | 44.00 |"
+    row = table_row("DINO", {"raw": {"EER": 33.7, "minDCF_0.01": 0.95, "EER_interval_95": [28.04, 39.96]}}, None)
+    assert results_table([row]).splitlines()[-1] == "| DINO | 33.70 | 28.0-40.0 | 0.950 |"
     assert "AS-norm" not in results_table(rows)
     text = legend(rows)
     assert text.startswith("Systems: mfcc_stats = MFCC mean+std statistics") and "\n" not in text

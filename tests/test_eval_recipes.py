@@ -70,6 +70,9 @@ def test_voxceleb1_tree_and_official_trials_run_end_to_end(tmp_path, encoder_fol
     assert results["n_trials"] == 66 and results["n_target"] == 18
     assert 0.0 <= results["EER"] <= 100.0 and "minDCF_0.01" in results and "minDCF_0.05" in results
     assert results["as_norm"]["n_trials"] == 66
+    for metrics in (results, results["as_norm"]):  # the manifest's spk_id gives a speaker-bootstrap interval
+        low, high = metrics["EER_interval_95"]
+        assert low <= metrics["EER"] <= high and high > low
     assert (out / "det.png").stat().st_size > 10_000
     scores = (out / "scores_encoder_raw.txt").read_text().splitlines()
     assert len(scores) == 66 and scores[0].split()[1] == "id10270--5r0dWxy17C8--00001"

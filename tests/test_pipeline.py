@@ -71,7 +71,7 @@ def check_console(output, folder):
     assert "Going into epoch" not in output  # stage output goes to the logs, not the terminal
     assert "train loss" in (folder / "dino" / "stage_output.log").read_text()
     assert "*/stage_output.log" in output and "dino_eval/verification/det.png" in output
-    assert lines[-7] == "| system | EER % | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
+    assert lines[-7] == "| system | EER % | EER 95% CI | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
     assert lines[-3].startswith("| round 1 |") and lines[-1].startswith("Systems: mfcc_stats = ")
     assert "SDPN = SDPN (self-supervised, DINO family) started from a contrastive" in lines[-1]
     assert "round k = SDPN followed by k rounds" in lines[-1]

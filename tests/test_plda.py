@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
-from sklearn.metrics import normalized_mutual_info_score
 
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.pseudo_labels.plda import fit_plda, group_llr, member_posteriors

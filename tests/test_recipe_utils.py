@@ -55,8 +55,8 @@ def test_a_preset_is_its_base_with_its_overrides_and_the_command_line_on_top(tmp
         load_hparams(tmp_path / "loop.yaml")
 
 
-def test_the_demo_dino_yaml_ties_its_values_and_exports_what_it_builds():
-    overrides = {"train_csv": "x.csv", "output_folder": "out", "embedding_dim": 48, "n_global_crops": 3,
+def test_the_demo_dino_yaml_ties_its_values_and_exports_what_it_builds(tmp_path):
+    overrides = {"train_csv": "x.csv", "output_folder": str(tmp_path / "out"), "embedding_dim": 48, "n_global_crops": 3,
                  "student": {"channels": [32, 32, 32, 32, 96]}, "student_head": {"hidden_size": 64}}
     hparams_file, resolved, hparams = load_hparams("hparams/demo/dino_ecapa.yaml", overrides)
     assert os.path.samefile(hparams_file, os.path.join(HPARAMS_FOLDER, "dino_ecapa.yaml"))  # the preset's base

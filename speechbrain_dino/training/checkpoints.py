@@ -22,7 +22,7 @@ import pathlib
 import shutil
 from typing import List, Set
 
-from speechbrain.utils.checkpoints import CKPT_PREFIX, Checkpointer
+from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from speechbrain_dino.errors import DataError

@@ -17,6 +17,7 @@ import numpy as np
 from speechbrain_dino.embeddings import EmbeddingTable
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.verification.bootstrap import SpeakerBootstrap, TrialSpeakers
 from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
 from speechbrain_dino.verification.trials import Trials, write_trials
 from speechbrain_dino.verification.metrics import plot_det, verification_metrics
@@ -71,6 +72,8 @@ def verify(
     trials: Trials,
     cohort: Optional[np.ndarray] = None,
     top_n: Optional[int] = 300,
+    speakers: Optional[Sequence[str]] = None,
+    bootstrap_draws: int = 0,
 ) -> VerificationResult:
     """Scores a trial list with cosine similarity, and with AS-norm when a cohort is given.
 
@@ -85,6 +88,12 @@ def verify(
         ``[C, D]`` cohort embeddings (e.g. training speakers' means) for adaptive S-norm.
     top_n : int, optional
         AS-norm cohort size per side; None for plain S-norm over the whole cohort.
+    speakers : sequence of str, optional
+        ``[N]`` the speaker of every row of ``table``: with ``bootstrap_draws`` > 0, every kind of
+        score also gets ``EER_interval_95``, the EER's 95% interval over that many resamplings of
+        the test speakers (:mod:`~speechbrain_dino.verification.bootstrap`; the same draws for
+        every system scored with the same seed, so systems can be compared draw by draw).
+    bootstrap_draws : int
     """
     if list(trials.ids) != list(table.ids):
         raise ValueError("the trials index another embedding table (read them against table.ids)")
@@ -97,6 +106,15 @@ def verify(
         result.scores["as_norm"] = normalised
         result.metrics["as_norm"] = verification_metrics(normalised, trials.labels)
         result.normalisation = "s-norm" if top_n is None else f"as-norm top-{top_n}"
+    if speakers is not None and bootstrap_draws > 0:
+        row_speakers = np.asarray(speakers, dtype=str)
+        bootstrap = SpeakerBootstrap(
+            trials.labels, TrialSpeakers.from_speakers(row_speakers[trials.enrol], row_speakers[trials.test]),
+            bootstrap_draws,
+        )
+        for kind, scores in result.scores.items():
+            interval = bootstrap.interval(scores)
+            result.metrics[kind]["EER_interval_95"] = [interval.low, interval.high]
     return result
 
 
@@ -137,8 +155,10 @@ def results_line(result: VerificationResult) -> str:
     """One line for the console: EER and minDCF, raw and normalised."""
     parts = []
     for kind, metrics in result.metrics.items():
+        interval = metrics.get("EER_interval_95")
+        shown = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
         parts.append(
-            f"{kind}: EER {metrics['EER']:.2f}% minDCF(0.01) {metrics['minDCF_0.01']:.3f} "
+            f"{kind}: EER {metrics['EER']:.2f}%{shown} minDCF(0.01) {metrics['minDCF_0.01']:.3f} "
             f"minDCF(0.05) {metrics['minDCF_0.05']:.3f}"
         )
     return f"{len(result.trials)} trials | " + " | ".join(parts)
