@@ -79,6 +79,7 @@ def main(argv: Sequence[str] = None) -> None:
                          "epochs": "-"}]
     for name in args.variants:
         source, extra = VARIANTS[name]
+        # the pipeline's own settings are round 1 of the rounds study: its folder is reused, not retrained
         folder = study.folder("round1", "aam") if name == "pipeline settings" else study.folder("finetune", slug(name))
         overrides = merged(pipeline_overrides, extra)
         if source == "true":  # the pseudo-labels' epochs, not the fewer that 99 true classes would give

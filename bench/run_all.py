@@ -397,7 +397,7 @@ def main() -> None:
         ravdess_rows, os.path.join(FIGURES, "study_embedding_map.png"),
     )
     total_minutes = (time.perf_counter() - started) / 60
-    seeds = {name: plain_values(path).get("seed") for name, path in study.presets.items()}
+    seeds = {name: plain_values(path).get("seed") for name, path in study.presets.items() if name != "pipeline"}
     header = [
         f"Command: `{command}`  ",
         f"Date: {datetime.date.today().isoformat()}; machine: {machine()}  ",

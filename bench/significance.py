@@ -20,7 +20,7 @@ import glob
 import os
 import re
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from speechbrain_dino.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.verification.bootstrap import (  # noqa: E402
     DRAWS, Interval, SpeakerBootstrap, TrialSpeakers, eer_interval, relative_change,
 )
+from speechbrain_dino.verification.trials import read_scores  # noqa: E402
 
 SCORE_FILE = re.compile(r"scores_(?P<system>.+)_raw\.txt$")
 
@@ -46,24 +47,18 @@ def score_files(study_folder: str, eval_set: str) -> Dict[str, str]:
     return found
 
 
-def read_scores(path: str) -> Tuple[List[str], List[str], np.ndarray, np.ndarray]:
-    """Enrol ids, test ids, labels [M] and scores [M] of a score file (``label enrol test score``)."""
-    columns = list(zip(*(line.split() for line in open(path, encoding="utf-8") if line.strip())))
-    labels, enrol, test, scores = columns
-    return list(enrol), list(test), np.array(labels, dtype=np.int64), np.array(scores, dtype=np.float64)
-
-
 def compare_set(files: Dict[str, str], reference: str, systems: Sequence[str], test_csv: str,
                 draws: int) -> Dict[str, Tuple[Interval, Interval]]:
     """System -> (its EER interval, its paired change against ``reference``) on one held-out set."""
-    enrol, test, labels, reference_scores = read_scores(files[reference])
+    trials, reference_scores = read_scores(files[reference])
     speaker_of = {row["ID"]: row["spk_id"] for row in read_manifest(test_csv)}
-    bootstrap = SpeakerBootstrap(labels, TrialSpeakers.of(enrol, test, speaker_of), draws)
+    bootstrap = SpeakerBootstrap(trials.labels, TrialSpeakers.of(trials.enrol_ids, trials.test_ids, speaker_of), draws)
     reference_eers = bootstrap.eers(reference_scores)
     out = {}
     for system in systems:
-        system_enrol, system_test, system_labels, scores = read_scores(files[system])
-        if (system_enrol, system_test) != (enrol, test) or not np.array_equal(system_labels, labels):
+        system_trials, scores = read_scores(files[system])
+        if (system_trials.enrol_ids, system_trials.test_ids) != (trials.enrol_ids, trials.test_ids) \
+                or not np.array_equal(system_trials.labels, trials.labels):
             raise ValueError(f"{files[system]} scores other trials than {files[reference]}")
         eers = bootstrap.eers(scores)
         out[system] = (eer_interval(eers), relative_change(reference_eers, eers))

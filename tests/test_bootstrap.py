@@ -7,7 +7,10 @@ import pytest
 from speechbrain_dino.verification.bootstrap import (
     SpeakerBootstrap, TrialSpeakers, draw_counts, trial_weights, weighted_eers,
 )
+from speechbrain_dino.errors import DataError
+from speechbrain_dino.verification.evaluation import paired_eer_change
 from speechbrain_dino.verification.metrics import equal_error_rate, error_counts
+from speechbrain_dino.verification.trials import Trials, write_trials
 
 
 def all_pairs(speakers: int, per_speaker: int):
@@ -76,3 +79,21 @@ def test_a_paired_comparison_sees_a_consistent_gain_that_separate_intervals_do_n
     assert change.high < 0  # the paired interval excludes "no change"
     same = bootstrap.change(base, base)
     assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_a_paired_change_reads_two_score_files_of_the_same_trials(tmp_path):
+    sides, labels = all_pairs(speakers=8, per_speaker=4)
+    names = [f"s{s}_u{u}" for s in range(8) for u in range(4)]
+    speaker_of = {name: name.split("_")[0] for name in names}
+    first, second = np.triu_indices(len(names), 1)
+    trials = Trials(labels.astype(np.int8), first, second, names)
+    rng = np.random.default_rng(5)
+    base = labels * 1.5 + rng.normal(0, 1, len(labels))
+    write_trials(trials, tmp_path / "a.txt", base)
+    write_trials(trials, tmp_path / "b.txt", base + 0.5 * labels)
+    change = paired_eer_change(tmp_path / "a.txt", tmp_path / "b.txt", speaker_of, draws=200)
+    expected = SpeakerBootstrap(labels, sides, draws=200).change(np.round(base, 6), np.round(base + 0.5 * labels, 6))
+    assert change == expected and change.value < 0
+    write_trials(Trials(labels.astype(np.int8), second, first, names), tmp_path / "c.txt", base)  # sides swapped
+    with pytest.raises(DataError, match="other trials"):
+        paired_eer_change(tmp_path / "a.txt", tmp_path / "c.txt", speaker_of)

@@ -82,6 +82,9 @@ def test_the_table_shows_only_filled_columns_and_a_legend_of_its_systems():
     assert table[-1] == "| round 1 | 29.50 | 0.900 | 0.800 | 75.0 | 9 | 44.00 |"
     row = table_row("DINO", {"raw": {"EER": 33.7, "minDCF_0.01": 0.95, "EER_interval_95": [28.04, 39.96]}}, None)
     assert results_table([row]).splitlines()[-1] == "| DINO | 33.70 | 28.0-40.0 | 0.950 |"
+    changed = results_table([row, {**row, "EER_change": "+8% [-4, +21]"}]).splitlines()
+    assert changed[0].endswith("| EER change vs pretrained (95% CI) |")
+    assert changed[-1].endswith("| 0.950 | +8% [-4, +21] |") and changed[-2].endswith("| 0.950 |  |")
     assert "AS-norm" not in results_table(rows)
     text = legend(rows)
     assert text.startswith("Systems: mfcc_stats = MFCC mean+std statistics") and "\n" not in text

@@ -3,6 +3,7 @@ start initialises the pretraining, a run killed during round 1 resumes and ends 
 table; a failed stage is reported in one line."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,8 +72,10 @@ def check_console(output, folder):
     assert "Going into epoch" not in output  # stage output goes to the logs, not the terminal
     assert "train loss" in (folder / "dino" / "stage_output.log").read_text()
     assert "*/stage_output.log" in output and "dino_eval/verification/det.png" in output
-    assert lines[-7] == "| system | EER % | EER 95% CI | minDCF(0.01) | NMI | kept % | clusters | emotion micro-F1 % |"
+    assert lines[-7] == ("| system | EER % | EER 95% CI | minDCF(0.01) | EER change vs pretrained (95% CI) | NMI | kept % "
+                         "| clusters | emotion micro-F1 % |")
     assert lines[-3].startswith("| round 1 |") and lines[-1].startswith("Systems: mfcc_stats = ")
+    assert re.search(r"\| [+-]\d+% \[[+-]\d+, [+-]\d+\] \|", lines[-3])  # round 1 against SDPN, paired
     assert "SDPN = SDPN (self-supervised, DINO family) started from a contrastive" in lines[-1]
     assert "round k = SDPN followed by k rounds" in lines[-1]
     # the SDPN run started from the warm start's export

@@ -10,7 +10,7 @@ import pytest
 
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.verification.trial_generation import generate_trials
-from speechbrain_dino.verification.trials import Trials, read_trials, write_trials
+from speechbrain_dino.verification.trials import Trials, read_scores, read_trials, write_trials
 
 KNOWN_IDS = [
     "id10270--x6uYqmx31kE--00001",
@@ -64,8 +64,19 @@ def test_write_then_read_round_trip_with_scores(tmp_path):
         "1 id10270--x6uYqmx31kE--00001 id10270--8jEAjG6SegY--00008 0.750000",
         "0 id10300--ize_eiCFEg0--00003 plain_utt -0.125000",
     ]
+    read_back, scores = read_scores(score_path)  # the ids in the order they appear
+    assert read_back.enrol_ids == trials.enrol_ids and read_back.test_ids == trials.test_ids
+    assert read_back.labels.tolist() == [1, 0] and scores.tolist() == [0.75, -0.125]
     with pytest.raises(ValueError):
         write_trials(trials, score_path, scores=np.zeros(3))
+
+
+@pytest.mark.parametrize("bad_line, reason", [("1 a b", "4 fields"), ("1 a b high", "not a number"), ("y a b 0.1", "label")])
+def test_a_malformed_score_line_names_file_and_line(tmp_path, bad_line, reason):
+    path = write_lines(tmp_path, ["1 a b 0.5", bad_line])
+    with pytest.raises(DataError) as error:
+        read_scores(path)
+    assert f"{path}, line 2" in str(error.value) and reason in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ import numpy as np
 from speechbrain_dino.embeddings import EmbeddingTable
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row, read_manifest
-from speechbrain_dino.verification.bootstrap import SpeakerBootstrap, TrialSpeakers
+from speechbrain_dino.verification.bootstrap import DRAWS, Interval, SpeakerBootstrap, TrialSpeakers
 from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
-from speechbrain_dino.verification.trials import Trials, write_trials
+from speechbrain_dino.verification.trials import Trials, read_scores, write_trials
 from speechbrain_dino.verification.metrics import plot_det, verification_metrics
 
 
@@ -162,3 +162,32 @@ def results_line(result: VerificationResult) -> str:
             f"minDCF(0.05) {metrics['minDCF_0.05']:.3f}"
         )
     return f"{len(result.trials)} trials | " + " | ".join(parts)
+
+
+def paired_eer_change(
+    reference_file: PathLike, system_file: PathLike, speaker_of: Mapping[str, str], draws: int = DRAWS
+) -> Interval:
+    """The relative EER change (percent) of a system against a reference scored on the same
+    trials, from their per-trial score files, with the interval of the paired speaker bootstrap
+    (:mod:`~speechbrain_dino.verification.bootstrap`).
+
+    Arguments
+    ---------
+    reference_file, system_file : PathLike
+        ``label enrol test score`` files of the same trials in the same order.
+    speaker_of : mapping of utterance id to speaker id, for every utterance of the trials
+    draws : int
+
+    Raises
+    ------
+    DataError
+        The two files score different trials.
+    """
+    reference, reference_scores = read_scores(reference_file)
+    trials, scores = read_scores(system_file)
+    same = (reference.ids == trials.ids and np.array_equal(reference.enrol, trials.enrol)
+            and np.array_equal(reference.test, trials.test) and np.array_equal(reference.labels, trials.labels))
+    if not same:
+        raise DataError(f"scores other trials than {os.fspath(reference_file)}", system_file)
+    sides = TrialSpeakers.of(trials.enrol_ids, trials.test_ids, speaker_of)
+    return SpeakerBootstrap(trials.labels, sides, draws).change(reference_scores, scores)

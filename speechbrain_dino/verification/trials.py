@@ -165,3 +165,39 @@ def write_trials(trials: Trials, path: PathLike, scores: Optional[np.ndarray] = 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fout:
         fout.writelines(" ".join(fields) + "\n" for fields in zip(*columns))
+
+
+def read_scores(path: PathLike) -> Tuple[Trials, np.ndarray]:
+    """Reads a per-trial score file (``label enrol test score`` lines, as :func:`write_trials`
+    writes them with scores): its trials, indexing the ids in the order they first appear, and
+    their scores ``[M]``.
+
+    Raises
+    ------
+    DataError
+        Missing file, or a line without four fields, with an unknown label or a score that is not
+        a number (naming that line).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError("score file not found", path)
+    position: Dict[str, int] = {}
+    labels: List[int] = []
+    sides: List[int] = []
+    scores: List[float] = []
+    with open(path, encoding="utf-8") as fin:
+        for line_number, line in enumerate(fin, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise DataError(f"expected 4 fields 'label enrol test score', found {len(fields)}", path, line_number)
+            labels.append(_parse_label(fields[:3], path, line_number))
+            sides.extend(position.setdefault(trial_id, len(position)) for trial_id in fields[1:3])
+            try:
+                scores.append(float(fields[3]))
+            except ValueError:
+                raise DataError(f"score {fields[3]!r} is not a number", path, line_number) from None
+    pairs = np.asarray(sides, dtype=np.int64).reshape(-1, 2)
+    trials = Trials(np.asarray(labels, dtype=np.int8), pairs[:, 0], pairs[:, 1], list(position))
+    return trials, np.asarray(scores, dtype=np.float64)
