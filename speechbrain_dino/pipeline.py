@@ -181,12 +181,16 @@ class Pipeline:
     def change_from_pretraining(self, name: str, folder: str) -> Optional[str]:
         """The relative EER change of the encoder evaluated as ``name`` into ``folder`` against the
         pretrained one, with its paired 95% interval over resampled test speakers (``+8% [-4, +21]``);
-        None when the test manifest leaves some row without a ``spk_id``."""
+        None when a verification left no score file or the test manifest leaves some row without a
+        ``spk_id``."""
+        files = (score_file(self.folder("dino_eval", "verification"), self.pretraining_name),
+                 score_file(os.path.join(folder, "verification"), name))
+        if not all(os.path.isfile(path) for path in files):
+            return None
         speaker_of = {row["ID"]: row.get("spk_id") for row in read_manifest(self.hparams["test_csv"])}
         if not all(speaker_of.values()):
             return None
-        change = paired_eer_change(score_file(self.folder("dino_eval", "verification"), self.pretraining_name),
-                                   score_file(os.path.join(folder, "verification"), name), speaker_of)
+        change = paired_eer_change(*files, speaker_of)
         return f"{change.value:+.0f}% [{change.low:+.0f}, {change.high:+.0f}]"
 
     def add_clustering(self, labels_folder: str) -> None:
