@@ -22,7 +22,6 @@ import re
 import sys
 from typing import Dict, Sequence, Tuple
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clustering_study import shown_arguments  # noqa: E402
@@ -34,7 +33,7 @@ from speechbrain_dino.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.verification.bootstrap import (  # noqa: E402
     DRAWS, Interval, SpeakerBootstrap, TrialSpeakers, eer_interval, relative_change,
 )
-from speechbrain_dino.verification.trials import read_scores  # noqa: E402
+from speechbrain_dino.verification.trials import read_scores, same_trials  # noqa: E402
 
 SCORE_FILE = re.compile(r"scores_(?P<system>.+)_raw\.txt$")
 
@@ -57,8 +56,7 @@ def compare_set(files: Dict[str, str], reference: str, systems: Sequence[str], t
     out = {}
     for system in systems:
         system_trials, scores = read_scores(files[system])
-        if (system_trials.enrol_ids, system_trials.test_ids) != (trials.enrol_ids, trials.test_ids) \
-                or not np.array_equal(system_trials.labels, trials.labels):
+        if not same_trials(system_trials, trials):
             raise ValueError(f"{files[system]} scores other trials than {files[reference]}")
         eers = bootstrap.eers(scores)
         out[system] = (eer_interval(eers), relative_change(reference_eers, eers))

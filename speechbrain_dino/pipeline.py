@@ -45,7 +45,7 @@ from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
 from speechbrain_dino.pseudo_labels.round_gate import GateData, GateDecision, decide, write_gate_data
 from speechbrain_dino.stages import STAGE_LOG, StageRunner, StageUsage
 from speechbrain_dino.synthetic.corpus import generate_corpus
-from speechbrain_dino.verification.evaluation import paired_eer_change, score_file
+from speechbrain_dino.verification.evaluation import manifest_speakers, paired_eer_change, score_file
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
 
@@ -187,10 +187,11 @@ class Pipeline:
                  score_file(os.path.join(folder, "verification"), name))
         if not all(os.path.isfile(path) for path in files):
             return None
-        speaker_of = {row["ID"]: row.get("spk_id") for row in read_manifest(self.hparams["test_csv"])}
-        if not all(speaker_of.values()):
+        rows = read_manifest(self.hparams["test_csv"])
+        speakers = manifest_speakers(rows)
+        if speakers is None:
             return None
-        change = paired_eer_change(*files, speaker_of)
+        change = paired_eer_change(*files, {row["ID"]: speaker for row, speaker in zip(rows, speakers)})
         return f"{change.value:+.0f}% [{change.low:+.0f}, {change.high:+.0f}]"
 
     def add_clustering(self, labels_folder: str) -> None:

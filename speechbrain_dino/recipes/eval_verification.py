@@ -13,31 +13,18 @@ row has a ``spk_id``, each EER also gets ``EER_interval_95``: its 95% interval o
 ``bootstrap_draws`` resamplings of the test speakers (the same draws for every system, so two
 systems can be compared draw by draw; ``bench/significance.py`` does).
 """
-import logging
 import sys
-from typing import List, Optional, Sequence
 
 import speechbrain as sb
 
 from speechbrain_dino.baselines import checked_baselines, system_embeddings
-from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.recipe_settings import EVAL_VERIFICATION
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
-from speechbrain_dino.verification.evaluation import cohort_means, read_cohort, results_line, verify, write_outputs
+from speechbrain_dino.verification.evaluation import (
+    cohort_means, manifest_speakers, read_cohort, results_line, verify, write_outputs,
+)
 from speechbrain_dino.verification.trials import read_trials
-
-logger = logging.getLogger(__name__)
-
-
-def test_speakers(rows: Sequence[Row]) -> Optional[List[str]]:
-    """Every test row's ``spk_id`` for the EER's bootstrap interval, or None (with a log line)
-    when the manifest leaves some row without one."""
-    speakers = [row.get("spk_id") or "" for row in rows]
-    if all(speakers):
-        return speakers
-    logger.info("test_csv: %d of %d rows have no spk_id, so the EER gets no bootstrap interval",
-                speakers.count(""), len(speakers))
-    return None
 
 
 @exit_on_data_error
@@ -57,7 +44,7 @@ def main(argv):
     cohort_rows = None
     if hparams.get("cohort_csv"):
         cohort_rows = read_cohort(hparams["cohort_csv"], hparams["as_norm_top_n"], replacements)
-    speakers = test_speakers(test_rows)
+    speakers = manifest_speakers(test_rows)
     options = extraction_options(hparams, run_opts)
     results = {}
     for name in [hparams["system_name"], *checked_baselines(hparams["baselines"], hparams["pretrained_path"])]:

@@ -22,6 +22,8 @@ from typing import Mapping, Sequence, Tuple
 
 import numpy as np
 
+from speechbrain_dino.verification.metrics import score_order
+
 #: Bootstrap draws per interval.
 DRAWS = 1000
 #: Central coverage of the reported intervals.
@@ -95,14 +97,6 @@ def trial_weights(counts: np.ndarray, trial_speakers: TrialSpeakers) -> np.ndarr
     return np.where(same, enrol, enrol * test)
 
 
-def _score_order(scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The ascending order of ``scores`` [M] and, in it, the last position of every distinct score."""
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(scores, kind="stable")
-    ordered = scores[order]
-    return order, np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
-
-
 def _sorted_eers(is_target: np.ndarray, last_of_value: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``[b]`` EERs (fractions) of trials in ascending score order under weights ``[b, M]`` in that
     order; NaN for a row without target or without non-target weight."""
@@ -136,7 +130,7 @@ def weighted_eers(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -
     :func:`~speechbrain_dino.verification.metrics.equal_error_rate` does with unit weights; NaN
     for a row without target or without non-target weight.
     """
-    order, last_of_value = _score_order(scores)
+    order, last_of_value = score_order(scores)
     is_target = np.asarray(labels)[order].astype(bool)
     return _sorted_eers(is_target, last_of_value, np.asarray(weights, dtype=np.float64)[:, order])
 
@@ -169,7 +163,7 @@ class SpeakerBootstrap:
     def eers(self, scores: np.ndarray) -> Tuple[float, np.ndarray]:
         """The EER (percent) of ``scores`` [M], and under every draw [B] (NaN for a draw without
         target or without non-target trials, e.g. one speaker drawn every time)."""
-        order, last_of_value = _score_order(scores)
+        order, last_of_value = score_order(scores)
         is_target = self.labels[order].astype(bool)
         sides = self.trial_speakers.reordered(order)
         point = _sorted_eers(is_target, last_of_value, np.ones((1, len(order))))[0]

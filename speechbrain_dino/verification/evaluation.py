@@ -8,6 +8,7 @@ per-trial score files, a DET plot and ``results.json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -19,8 +20,10 @@ from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.manifest import Row, read_manifest
 from speechbrain_dino.verification.bootstrap import DRAWS, Interval, SpeakerBootstrap, TrialSpeakers
 from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
-from speechbrain_dino.verification.trials import Trials, read_scores, write_trials
+from speechbrain_dino.verification.trials import Trials, read_scores, same_trials, write_trials
 from speechbrain_dino.verification.metrics import plot_det, verification_metrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -164,6 +167,17 @@ def results_line(result: VerificationResult) -> str:
     return f"{len(result.trials)} trials | " + " | ".join(parts)
 
 
+def manifest_speakers(rows: Sequence[Row]) -> Optional[List[str]]:
+    """Every row's ``spk_id`` (for the EER's bootstrap interval), or None, said in the log, when
+    the manifest leaves some row without one."""
+    speakers = [row.get("spk_id") or "" for row in rows]
+    if all(speakers):
+        return speakers
+    logger.info("%d of %d test rows have no spk_id: no bootstrap interval for the EER",
+                speakers.count(""), len(speakers))
+    return None
+
+
 def paired_eer_change(
     reference_file: PathLike, system_file: PathLike, speaker_of: Mapping[str, str], draws: int = DRAWS
 ) -> Interval:
@@ -185,9 +199,7 @@ def paired_eer_change(
     """
     reference, reference_scores = read_scores(reference_file)
     trials, scores = read_scores(system_file)
-    same = (reference.ids == trials.ids and np.array_equal(reference.enrol, trials.enrol)
-            and np.array_equal(reference.test, trials.test) and np.array_equal(reference.labels, trials.labels))
-    if not same:
+    if not same_trials(reference, trials):
         raise DataError(f"scores other trials than {os.fspath(reference_file)}", system_file)
     sides = TrialSpeakers.of(trials.enrol_ids, trials.test_ids, speaker_of)
     return SpeakerBootstrap(trials.labels, sides, draws).change(reference_scores, scores)

@@ -66,6 +66,15 @@ class ErrorCounts:
         return self.false_alarms / self.n_nontarget
 
 
+def score_order(scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The ascending (stable) order of ``scores`` [M], and in that order the last position of
+    every distinct score (the thresholds: a trial is accepted above one)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(scores, kind="stable")
+    ordered = scores[order]
+    return order, np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+
+
 def error_counts(scores: np.ndarray, labels: np.ndarray) -> ErrorCounts:
     """Misses and false alarms at every threshold, from one sort of the scores.
 
@@ -97,13 +106,12 @@ def error_counts(scores: np.ndarray, labels: np.ndarray) -> ErrorCounts:
             f"verification metrics need target and non-target trials; got {n_target} target "
             f"and {n_nontarget} non-target"
         )
-    order = np.argsort(scores, kind="stable")
-    sorted_scores, is_target = scores[order], labels[order].astype(np.int64)
-    last_of_value = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
+    order, last_of_value = score_order(scores)
+    is_target = labels[order].astype(np.int64)
     targets_at_or_below = np.cumsum(is_target)[last_of_value]
     nontargets_at_or_below = last_of_value + 1 - targets_at_or_below
     return ErrorCounts(
-        thresholds=sorted_scores[last_of_value],
+        thresholds=scores[order][last_of_value],
         misses=targets_at_or_below,
         false_alarms=n_nontarget - nontargets_at_or_below,
         n_target=n_target,

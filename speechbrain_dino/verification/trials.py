@@ -167,6 +167,12 @@ def write_trials(trials: Trials, path: PathLike, scores: Optional[np.ndarray] = 
         fout.writelines(" ".join(fields) + "\n" for fields in zip(*columns))
 
 
+def same_trials(first: Trials, second: Trials) -> bool:
+    """Whether two trial lists hold the same trials in the same order (ids, sides and labels)."""
+    return (first.ids == second.ids and np.array_equal(first.enrol, second.enrol)
+            and np.array_equal(first.test, second.test) and np.array_equal(first.labels, second.labels))
+
+
 def read_scores(path: PathLike) -> Tuple[Trials, np.ndarray]:
     """Reads a per-trial score file (``label enrol test score`` lines, as :func:`write_trials`
     writes them with scores): its trials, indexing the ids in the order they first appear, and
