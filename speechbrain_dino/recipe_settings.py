@@ -19,7 +19,8 @@ from speechbrain_dino.settings import (
     SettingsTable,
 )
 from speechbrain_dino.training.brains.ssl import EXPORTED_ENCODERS, TEACHER_AUGMENTATIONS
-from speechbrain_dino.training.dino import TARGET_METHODS
+from speechbrain_dino.training.clipping import CLIPPING_MODES
+from speechbrain_dino.training.dino import PROTOTYPE_MODES, TARGET_METHODS
 
 _AUDIO: SettingsTable = {
     "sample_rate": COUNT,
@@ -40,6 +41,7 @@ _TRAINING: SettingsTable = {
     "number_of_epochs": COUNT,
     "ckpts_to_keep": COUNT,
     "max_grad_norm": NON_NEGATIVE,
+    "gradient_clipping": Setting(str, choices=CLIPPING_MODES),
     "n_mels": COUNT,
     "schedule.base_lr": _NULLABLE_WEIGHT,  # null: from lr_per_256
     "schedule.lr_per_256": _NULLABLE_POSITIVE,
@@ -79,6 +81,8 @@ TRAIN_DINO: SettingsTable = {
     "student_head.use_bn": FLAG,
     "student_head.input_bn": FLAG,
     "student_head.expander_size": Setting(int, low=1, nullable=True),
+    "student_head.prototypes": Setting(str, choices=PROTOTYPE_MODES),
+    "student_head.prototype_weight_decay": FLAG,
     "dino_loss.targets": Setting(str, choices=TARGET_METHODS),
     "dino_loss.sinkhorn_iterations": COUNT,
     "dino_loss.student_sees_global": FLAG,

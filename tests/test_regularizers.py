@@ -36,6 +36,7 @@ def make_views(batch=6, student_views=4, teacher_views=2, dim=5, prototypes=7, e
         teacher_embeddings=torch.randn(teacher_views * batch, dim, generator=generator),
         teacher_logits=torch.randn(teacher_views * batch, prototypes, generator=generator),
         student_sees_global=sees_global,
+        teacher_expander=None if expander is None else torch.randn(teacher_views * batch, expander, generator=generator),
     )
 
 
@@ -76,7 +77,7 @@ def test_koleo_matches_brute_force_nearest_neighbours():
     views = make_views(batch=5, student_views=3)
     per_view = views.student_embeddings.view(3, 5, -1)
     term = KoLeoTerm(TermWeight(0.1))
-    torch.testing.assert_close(term(views), torch.stack([koleo(v) for v in per_view]).mean())
+    torch.testing.assert_close(term(views), torch.stack([koleo(v) for v in per_view]).sum())
 
 
 def test_koleo_is_lower_for_spread_than_for_clumped_embeddings():
@@ -87,12 +88,18 @@ def test_koleo_is_lower_for_spread_than_for_clumped_embeddings():
 
 def test_variance_covariance_matches_its_formula():
     views = make_views(batch=8, teacher_views=2, expander=6)
-    features = views.student_expander.view(2, 8, 6).mean(0)
-    centred = features - features.mean(0)
-    std = torch.sqrt(centred.var(0) + 1e-4)
-    covariance = centred.T @ centred / 7
-    off = sum(covariance[i, j] ** 2 for i, j in itertools.product(range(6), range(6)) if i != j)
-    expected = 10 * torch.clamp(1 - std, min=0).mean() + 1 * off / 6
+
+    def hinge_and_covariance(expander):
+        features = expander.view(2, 8, 6).mean(0)
+        centred = features - features.mean(0)
+        std = torch.sqrt(centred.var(0) + 1e-4)
+        covariance = centred.T @ centred / 7
+        off = sum(covariance[i, j] ** 2 for i, j in itertools.product(range(6), range(6)) if i != j)
+        return torch.clamp(1 - std, min=0).mean(), off / 6
+
+    (student_hinge, student_cov), (teacher_hinge, teacher_cov) = map(
+        hinge_and_covariance, (views.student_expander, views.teacher_expander))
+    expected = 10 * (student_hinge + teacher_hinge) / 2 + 1 * (student_cov + teacher_cov)
     torch.testing.assert_close(VarianceCovarianceTerm(TermWeight(0.2))(views), expected)
     with pytest.raises(ValueError, match="expander"):
         VarianceCovarianceTerm(TermWeight(0.2))(make_views())
@@ -104,7 +111,8 @@ def test_variance_covariance_is_zero_for_whitened_unit_variance_features():
     features = (features - features.mean(0)) / features.std(0)
     whitened = features @ torch.linalg.inv(torch.linalg.cholesky(features.T @ features / (batch - 1))).T
     whitened = whitened * 1.5  # std above 1: the hinge is inactive
-    views = make_views(batch=batch, teacher_views=1, expander=4)._replace(student_expander=whitened)
+    views = make_views(batch=batch, teacher_views=1, expander=4)._replace(
+        student_expander=whitened, teacher_expander=whitened.flip(0))
     assert VarianceCovarianceTerm(TermWeight(1.0))(views).item() == pytest.approx(0.0, abs=1e-5)
 
 

@@ -61,8 +61,8 @@ def test_write_then_read_round_trip_with_scores(tmp_path):
     with open(score_path, encoding="utf-8") as fin:
         lines = fin.read().splitlines()
     assert lines == [
-        "1 id10270--x6uYqmx31kE--00001 id10270--8jEAjG6SegY--00008 0.750000",
-        "0 id10300--ize_eiCFEg0--00003 plain_utt -0.125000",
+        "1 id10270--x6uYqmx31kE--00001 id10270--8jEAjG6SegY--00008 0.75",
+        "0 id10300--ize_eiCFEg0--00003 plain_utt -0.125",
     ]
     read_back, scores = read_scores(score_path)  # the ids in the order they appear
     assert read_back.enrol_ids == trials.enrol_ids and read_back.test_ids == trials.test_ids

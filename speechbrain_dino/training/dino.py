@@ -9,7 +9,7 @@ Hyperparameter defaults are the paper's (Cho et al., Interspeech 2022, the autho
 from __future__ import annotations
 
 import math
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Set, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,10 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
+
+
+#: ``DINOHead(prototypes=...)``: trained, or kept at their random start.
+PROTOTYPE_MODES = ("learnable", "fixed")
 
 
 class HeadOutput(NamedTuple):
@@ -50,6 +54,13 @@ class DINOHead(nn.Module):
     expander_size : int, optional
         RDINO's head: the MLP ends in an ``E``-dimensional expander (RDINO: 8192), followed by a
         Linear to the bottleneck; the regulariser reads the expander (``HeadOutput.expander``).
+    prototypes : str
+        ``learnable`` (DINO; SDPN as the paper and 3D-Speaker's current sv-sdpn have it): the
+        prototype layer trains; ``fixed``: it stays at its random start (3D-Speaker's first
+        sv-sdpn release kept its prototype matrix out of the optimiser).
+    prototype_weight_decay : bool
+        Whether weight decay applies to the prototypes (DINO: yes; 3D-Speaker's SDPN: no), see
+        :meth:`no_weight_decay`.
 
     The prototype layer uses ``torch.nn.utils.parametrizations.weight_norm``: its parameters are
     ``last_layer.parametrizations.weight.original0`` (g, ``[K, 1]``) and ``...original1`` (v), and it
@@ -67,8 +78,13 @@ class DINOHead(nn.Module):
         norm_last_layer: bool = True,
         input_bn: bool = False,
         expander_size: Optional[int] = None,
+        prototypes: str = "learnable",
+        prototype_weight_decay: bool = True,
     ) -> None:
         super().__init__()
+        if prototypes not in PROTOTYPE_MODES:
+            raise ValueError(f"prototypes must be one of {PROTOTYPE_MODES}, got {prototypes!r}")
+        self.prototype_weight_decay = prototype_weight_decay
         self.input_norm = nn.BatchNorm1d(input_size) if input_bn else nn.Identity()
         mlp_output = expander_size or bottleneck_size
         self.mlp = build_mlp(input_size, hidden_size, mlp_output, n_layers, use_bn, nn.GELU)
@@ -79,6 +95,8 @@ class DINOHead(nn.Module):
         with torch.no_grad():
             magnitude.fill_(1.0)
         magnitude.requires_grad_(not norm_last_layer)
+        if prototypes == "fixed":
+            self.last_layer.requires_grad_(False)
 
     def forward(self, embeddings: torch.Tensor) -> HeadOutput:
         """``[N, D]`` or ``[N, 1, D]`` embeddings → prototype logits, bottleneck, expander."""
@@ -88,6 +106,13 @@ class DINOHead(nn.Module):
             expander, hidden = hidden, self.expander_to_bottleneck(hidden)
         bottleneck = F.normalize(hidden, dim=-1)
         return HeadOutput(self.last_layer(bottleneck), bottleneck, expander)
+
+    def no_weight_decay(self) -> Set[str]:
+        """Names of parameters the optimiser must not decay (read by
+        :func:`~speechbrain_dino.training.parameters.param_groups_for_weight_decay`)."""
+        if self.prototype_weight_decay:
+            return set()
+        return {f"last_layer.{name}" for name, _ in self.last_layer.named_parameters()}
 
     def cancel_last_layer_gradients(self) -> None:
         """Drops the prototype layer's gradients (call after backward while it is frozen).

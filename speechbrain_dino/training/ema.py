@@ -23,26 +23,19 @@ def _matching_tensors(
 
 @torch.no_grad()
 def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """``teacher ← momentum · teacher + (1 − momentum) · student``, in place.
+    """``teacher ← momentum · teacher + (1 − momentum) · student`` on the parameters, in place.
 
     Parameters are matched by name (the teacher is a deep copy of the unwrapped student; a
-    DDP/DataParallel student is unwrapped here). Floating-point buffers (BatchNorm running
-    statistics) get the same EMA, so the teacher's normalisation statistics average the same students
-    as its weights; integer buffers (``num_batches_tracked``) are copied.
+    DDP/DataParallel student is unwrapped here); buffers must match by name too. Only parameters
+    are averaged, as in the reference code (facebookresearch/dino ``main_dino.py``, 3D-Speaker's
+    ``train_rdino.py`` / ``train_sdpn.py``): the teacher's BatchNorm running statistics are its
+    own, updated by its forward passes on the teacher crops.
     """
     student = unwrap_parallel(student)
     teacher_params, student_params = _matching_tensors(
         list(teacher.named_parameters()), list(student.named_parameters())
     )
-    teacher_buffers, student_buffers = _matching_tensors(
-        list(teacher.named_buffers()), list(student.named_buffers())
-    )
-    float_pairs = [(t, s) for t, s in zip(teacher_buffers, student_buffers) if t.is_floating_point()]
-    targets = teacher_params + [t for t, _ in float_pairs]
-    sources = student_params + [s for _, s in float_pairs]
-    if targets:
-        torch._foreach_mul_(targets, momentum)
-        torch._foreach_add_(targets, sources, alpha=1.0 - momentum)
-    for teacher_buffer, student_buffer in zip(teacher_buffers, student_buffers):
-        if not teacher_buffer.is_floating_point():
-            teacher_buffer.copy_(student_buffer)
+    _matching_tensors(list(teacher.named_buffers()), list(student.named_buffers()))
+    if teacher_params:
+        torch._foreach_mul_(teacher_params, momentum)
+        torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)

@@ -6,7 +6,7 @@ self-distillation Brain adds ``sum_t weight_t(step) * term_t(views)`` to the DIN
 
 - :class:`VarianceCovarianceTerm`: RDINO's diversity regularisation (hinge on each dimension's
   standard deviation) and redundancy elimination (squared off-diagonal covariance), on the
-  student head's expander output (Chen et al., "Pushing the limits of self-supervised speaker
+  student's and the teacher's head expander outputs (Chen et al., "Pushing the limits of self-supervised speaker
   verification using regularized distillation framework", ICASSP 2023; 3D-Speaker sv-rdino).
 - :class:`KoLeoTerm`: the Kozachenko-Leonenko entropy estimator of the embeddings' spread
   (Sablayrolles et al., 2019), used by SDPN (3D-Speaker sv-sdpn) on the student embeddings.
@@ -52,6 +52,8 @@ class SelfDistillationViews(NamedTuple):
         with an expander only; ``Gs`` is ``G``, or 0 when the student sees local crops only).
     teacher_embeddings : torch.Tensor
         ``[G * B, D]`` teacher backbone embeddings (no gradient).
+    teacher_expander : torch.Tensor or None
+        ``[G * B, E]`` teacher head expander outputs (no gradient; heads with an expander only).
     teacher_logits : torch.Tensor
         ``[G * B, K]`` teacher prototype logits (no gradient).
     student_sees_global : bool
@@ -66,6 +68,7 @@ class SelfDistillationViews(NamedTuple):
     teacher_embeddings: torch.Tensor
     teacher_logits: torch.Tensor
     student_sees_global: bool
+    teacher_expander: Optional[torch.Tensor] = None
 
     @property
     def n_student_views(self) -> int:
@@ -130,13 +133,17 @@ class AuxiliaryTerms(nn.ModuleDict):
 
 
 class VarianceCovarianceTerm(WeightedTerm):
-    """RDINO's regulariser on the student expander output of the global crops.
+    """RDINO's regulariser on the expander outputs of the global crops, student and teacher.
 
-    With ``x`` the ``[B, E]`` expander output averaged over the global crops of each utterance
-    (gathered over ranks) and centred over the batch:
-    ``std_coeff * mean_e relu(1 - sqrt(var_e + eps)) + cov_coeff * sum_{i != j} C_ij^2 / E``, with
-    ``C = x^T x / (B - 1)``. 3D-Speaker sv-rdino: std_coeff 10, cov_coeff 1, weight 0.2 ramped
-    from 0.05 over the first 10 of 70 epochs.
+    With ``x`` (student) and ``y`` (teacher) the ``[B, E]`` expander outputs averaged over the
+    global crops of each utterance (gathered over ranks) and centred over the batch, as
+    3D-Speaker's ``RegLoss`` (``speakerlab/loss/dino_loss.py``):
+    ``std_coeff * (h(x) + h(y)) / 2 + cov_coeff * (c(x) + c(y))``, with the variance hinge
+    ``h(z) = mean_e relu(1 - sqrt(var_e(z) + eps))`` and the covariance term
+    ``c(z) = sum_{i != j} C_ij^2 / E``, ``C = z^T z / (B - 1)``. The teacher's halves carry no
+    gradient, so the student's hinge acts with ``std_coeff / 2`` and its covariance with
+    ``cov_coeff``. 3D-Speaker sv-rdino: std_coeff 10, cov_coeff 1, weight 0.2 ramped from 0.05
+    over the first 10 of 70 epochs.
     """
 
     def __init__(self, weight: TermWeight, std_coeff: float = 10.0, cov_coeff: float = 1.0, eps: float = 1e-4) -> None:
@@ -146,32 +153,44 @@ class VarianceCovarianceTerm(WeightedTerm):
         self.eps = eps
 
     def forward(self, views: SelfDistillationViews) -> torch.Tensor:
-        """The regulariser of ``views.student_expander``; an error when the head has none."""
-        expander = views.student_expander
-        if expander is None or expander.shape[0] == 0:
+        """The regulariser of ``views.student_expander`` and ``views.teacher_expander``; an error
+        when the heads have no expander or the student saw no global crop."""
+        student, teacher = views.student_expander, views.teacher_expander
+        if student is None or student.shape[0] == 0 or teacher is None:
             raise ValueError(
-                "the variance-covariance term needs the student head's expander output of the "
-                "global crops: set the head's expander_size and let the student see global crops"
+                "the variance-covariance term needs the heads' expander outputs of the global "
+                "crops: set the head's expander_size and let the student see global crops"
             )
-        per_utterance = expander.float().view(-1, views.batch_size, expander.shape[-1]).mean(0)
-        return scale_for_ranks(variance_covariance(gather_rows(per_utterance), self.std_coeff, self.cov_coeff, self.eps))
+        hinges, covariances = zip(*(
+            variance_covariance(gather_rows(per_utterance_mean(expander, views.batch_size)), self.eps)
+            for expander in (student, teacher.detach())
+        ))
+        loss = self.std_coeff * sum(hinges) / 2 + self.cov_coeff * sum(covariances)
+        return scale_for_ranks(loss)
 
 
-def variance_covariance(features: torch.Tensor, std_coeff: float, cov_coeff: float, eps: float = 1e-4) -> torch.Tensor:
-    """``std_coeff * mean relu(1 - std) + cov_coeff * sum offdiag(C)^2 / E`` of ``[N, E]`` features."""
+def per_utterance_mean(rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``[V * B, E]`` view-major rows -> ``[B, E]`` mean over each utterance's ``V`` views (float32)."""
+    return rows.float().view(-1, batch_size, rows.shape[-1]).mean(0)
+
+
+def variance_covariance(features: torch.Tensor, eps: float = 1e-4) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(mean relu(1 - std), sum offdiag(C)^2 / E)`` of ``[N, E]`` features, centred over N."""
     count, size = features.shape
     centred = features - features.mean(dim=0)
     std = torch.sqrt(centred.var(dim=0) + eps)
     covariance = centred.T @ centred / (count - 1)
     off_diagonal = covariance - torch.diag_embed(covariance.diagonal())
-    return std_coeff * F.relu(1.0 - std).mean() + cov_coeff * off_diagonal.square().sum() / size
+    return F.relu(1.0 - std).mean(), off_diagonal.square().sum() / size
 
 
 class KoLeoTerm(WeightedTerm):
-    """``-mean_i log ||u_i - u_nn(i)||`` over each student view's L2-normalised embeddings.
+    """``sum_v -mean_i log ||u_vi - u_v,nn(i)||`` over the student views' L2-normalised embeddings.
 
-    ``nn(i)`` is the nearest other utterance of the same view in the batch; the term is averaged
-    over the student views. SDPN (3D-Speaker sv-sdpn): weight 0.1 on the local crops' embeddings.
+    ``nn(i)`` is the nearest other utterance of the same view in the batch; the term adds one
+    KoLeo per student view, as the reference code does (3D-Speaker sv-sdpn:
+    ``sum(koleo(p) for p in local_embeddings.chunk(4))``, weight 0.1 on the four local crops;
+    DINOv2: the sum over its two global crops). The weight therefore acts on every view in full.
     """
 
     def __init__(self, weight: TermWeight, eps: float = 1e-8) -> None:
@@ -186,15 +205,15 @@ class KoLeoTerm(WeightedTerm):
 
 def koleo(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Kozachenko-Leonenko term of ``[N, D]`` embeddings (N >= 2), after L2 normalisation; of
-    ``[V, N, D]``, the mean of each group's term (neighbours sought within a group only)."""
+    ``[V, N, D]``, the sum of each group's term (neighbours sought within a group only)."""
     unit = F.normalize(embeddings, dim=-1, eps=eps)
     with torch.no_grad():
         similarity = unit @ unit.transpose(-1, -2)
         similarity.diagonal(dim1=-2, dim2=-1).fill_(-2.0)
         nearest = similarity.argmax(dim=-1, keepdim=True)  # [..., N, 1]
     neighbours = torch.take_along_dim(unit, nearest, dim=-2)
-    distances = (unit - neighbours).norm(dim=-1)
-    return -torch.log(distances + eps).mean()
+    distances = (unit - neighbours).norm(dim=-1)  # [..., N]
+    return -torch.log(distances + eps).mean(dim=-1).sum()
 
 
 class MeanEntropyTerm(WeightedTerm):

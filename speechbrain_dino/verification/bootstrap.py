@@ -22,7 +22,7 @@ from typing import Mapping, Sequence, Tuple
 
 import numpy as np
 
-from speechbrain_dino.verification.metrics import score_order
+from speechbrain_dino.verification.metrics import equal_error_rate, error_counts, score_order
 
 #: Bootstrap draws per interval.
 DRAWS = 1000
@@ -99,15 +99,22 @@ def trial_weights(counts: np.ndarray, trial_speakers: TrialSpeakers) -> np.ndarr
 
 def _sorted_eers(is_target: np.ndarray, last_of_value: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``[b]`` EERs (fractions) of trials in ascending score order under weights ``[b, M]`` in that
-    order; NaN for a row without target or without non-target weight."""
+    order; NaN for a row without target or without non-target weight.
+
+    The threshold is chosen as :func:`~speechbrain_dino.verification.metrics.equal_error_rate`
+    chooses it: the lowest one minimising ``|P_fa - P_miss|``, compared exactly as the
+    cross-multiplied weighted counts ``|FA * T - M * N|`` (integers held exactly in float64 while
+    the products stay below 2**53, about 9e15), so tied scores pick the same threshold.
+    """
     target_weight = np.where(is_target, weights, 0.0)
     missed = np.cumsum(target_weight, axis=1)[:, last_of_value]
     rejected_nontarget = np.cumsum(weights - target_weight, axis=1)[:, last_of_value]
     total_target, total_nontarget = missed[:, -1:], rejected_nontarget[:, -1:]
+    false_alarms = total_nontarget - rejected_nontarget
     with np.errstate(divide="ignore", invalid="ignore"):
         p_miss = missed / total_target
-        p_fa = (total_nontarget - rejected_nontarget) / total_nontarget
-    best = np.argmin(np.abs(np.nan_to_num(p_fa - p_miss, nan=np.inf)), axis=1)
+        p_fa = false_alarms / total_nontarget
+    best = np.argmin(np.abs(false_alarms * total_target - missed * total_nontarget), axis=1)
     rows = np.arange(len(weights))
     eers = (p_fa[rows, best] + p_miss[rows, best]) / 2
     eers[(total_target[:, 0] <= 0) | (total_nontarget[:, 0] <= 0)] = np.nan
@@ -162,11 +169,15 @@ class SpeakerBootstrap:
 
     def eers(self, scores: np.ndarray) -> Tuple[float, np.ndarray]:
         """The EER (percent) of ``scores`` [M], and under every draw [B] (NaN for a draw without
-        target or without non-target trials, e.g. one speaker drawn every time)."""
+        target or without non-target trials, e.g. one speaker drawn every time).
+
+        The point value is the reported EER itself
+        (:func:`~speechbrain_dino.verification.metrics.verification_metrics`' function).
+        """
         order, last_of_value = score_order(scores)
         is_target = self.labels[order].astype(bool)
         sides = self.trial_speakers.reordered(order)
-        point = _sorted_eers(is_target, last_of_value, np.ones((1, len(order))))[0]
+        point = equal_error_rate(error_counts(scores, self.labels))[0]
         draws = np.concatenate([
             _sorted_eers(is_target, last_of_value, trial_weights(self.counts[start:start + CHUNK], sides))
             for start in range(0, len(self.counts), CHUNK)

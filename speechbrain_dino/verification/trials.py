@@ -154,13 +154,14 @@ def write_trials(trials: Trials, path: PathLike, scores: Optional[np.ndarray] = 
     path : PathLike
         Destination; its folder is created.
     scores : np.ndarray, optional
-        ``[M]`` scores (raw or normalised) appended as a fourth column.
+        ``[M]`` scores (raw or normalised) appended as a fourth column, each written with the
+        digits that read back to the same float64 (no rounding, so no ties added).
     """
     columns = [trials.labels.astype(str), trials.enrol_ids, trials.test_ids]
     if scores is not None:
         if len(scores) != len(trials):
             raise ValueError(f"{len(scores)} scores for {len(trials)} trials")
-        columns.append([f"{score:.6f}" for score in np.asarray(scores, dtype=np.float64)])
+        columns.append([repr(score) for score in np.asarray(scores, dtype=np.float64).tolist()])
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fout:

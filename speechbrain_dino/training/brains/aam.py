@@ -104,8 +104,9 @@ class AAMBrain(EncoderBrain):
             self.record({"accuracy": accuracy}, embeddings)
         return loss
 
-    def before_optimizer_step(self) -> None:
-        """First phase: the backbone gets no update (gradients dropped, so AdamW skips it)."""
+    def drop_frozen_gradients(self) -> None:
+        """First phase: the backbone gets no update (gradients dropped before clipping, so they
+        count in no norm and AdamW skips them)."""
         if self.current is not None and self.current.backbone_frozen:
             for parameter in self.backbone_parameters():
                 parameter.grad = None

@@ -5,7 +5,7 @@ Fbank -> sentence mean normalisation -> encoder -> ``[B, 1, D]`` embedding. :cla
 holds what all of them need: feature extraction and augmentation, the per-step LR / weight-decay
 schedule, per-epoch statistics, optional validation EER, checkpointing and the ``pretrained/``
 export; and four overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
-gradient clipping over every parameter group, a training loader with its own generator
+gradient clipping (per tensor, as the DINO reference) over every parameter group, a training loader with its own generator
 (exact mid-epoch resume), and recovery from an end-of-epoch checkpoint that starts the next
 epoch's step count and running loss afresh.
 """
@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import Architecture, export_pretrained
+from speechbrain_dino.training.clipping import clip_gradients_
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
 from speechbrain_dino.training.rank_monitor import EffectiveRankMonitor
@@ -186,20 +187,37 @@ class EncoderBrain(sb.Brain):
         """Sets LR and weight decay for this optimiser step."""
         self.current = self.schedule.apply(self.optimizer, self.optimizer_step)
 
+    def drop_frozen_gradients(self) -> None:
+        """Hook before gradient clipping: drop the gradients of parameters this step does not
+        train (as if they were frozen, so they count in no clipping norm)."""
+
     def before_optimizer_step(self) -> None:
-        """Hook between backward and the optimiser step (gradients unscaled)."""
+        """Hook between gradient clipping and the optimiser step (gradients unscaled, clipped)."""
+
+    @property
+    def gradient_clipping(self) -> str:
+        """``hparams.gradient_clipping``: ``per_tensor`` (default, the DINO reference code) or
+        ``global`` (one factor for all gradients, as SpeechBrain's Brain)."""
+        return getattr(self.hparams, "gradient_clipping", "per_tensor")
 
     def optimizers_step(self) -> None:
-        """Unscale, subclass hook, clip the norm over ALL parameter groups, step.
+        """Unscale, drop frozen gradients, clip (every parameter group, :attr:`gradient_clipping`),
+        subclass hook, step.
 
-        SpeechBrain's version clips only the first parameter group, which would leave the
-        undecayed biases and norms unclipped.
+        The order around clipping is the DINO reference's: clip, then :meth:`before_optimizer_step`
+        (which may cancel the frozen last layer's gradients), then step. SpeechBrain's version
+        clips only the first parameter group's global norm, which would leave the undecayed biases
+        and norms unclipped. The share of gradient tensors (or, clipping globally, of steps) the
+        clip scaled is logged per epoch (``clipped_share``).
         """
         self.scaler.unscale_(self.optimizer)
-        self.before_optimizer_step()
+        self.drop_frozen_gradients()
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+            norms = clip_gradients_(parameters, self.max_grad_norm, self.gradient_clipping)
+            if len(norms):
+                self.epoch_averages.add({"clipped_share": (norms > self.max_grad_norm).float().mean()})
+        self.before_optimizer_step()
         if not self.scaler.is_enabled() and self.skip_nonfinite_grads:
             self.check_gradients()
         self.scaler.step(self.optimizer)

@@ -46,8 +46,9 @@ class DINOBrain(MultiCropBrain):
     The teacher runs in train mode like the student (BatchNorm on batch statistics), as in DINO:
     in eval mode its running statistics, an EMA at momentum >= 0.995, lag the activations for
     hundreds of steps and the teacher then maps every crop to nearly the same output, which
-    collapses training to uniform targets. Its running statistics (updated by its own forward
-    passes and averaged with the student's by ``ema_update_``) serve the exported encoder.
+    collapses training to uniform targets. Its running statistics, updated by its own forward
+    passes (``ema_update_`` averages parameters only, as the reference code), serve the exported
+    encoder.
     """
 
     exported_module = "teacher"  # the teacher backbone: the paper evaluates it
@@ -137,6 +138,7 @@ class DINOBrain(MultiCropBrain):
             teacher_embeddings=teacher_embeddings,
             teacher_logits=teacher_logits,
             student_sees_global=sees_global,
+            teacher_expander=teacher_head.expander,
         )
 
     def compute_objectives(self, views: SelfDistillationViews, batch, stage):
