@@ -38,6 +38,7 @@ from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line
 from speechbrain_dino.export import Architecture
 from speechbrain_dino.recipe_help import help_text, top_level_settings
 from speechbrain_dino.settings import SettingsTable, check_run_options, check_settings
+from speechbrain_dino.training.snapshots import SnapshotPlan
 from speechbrain_dino.verification.validation import TrialValidator
 
 logger = logging.getLogger(__name__)
@@ -330,7 +331,8 @@ def fit_and_export(
     modules: Optional[Dict[str, torch.nn.Module]] = None,
     recoverables: Optional[Dict[str, torch.nn.Module]] = None,
 ) -> None:
-    """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``.
+    """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``
+    (and ``snapshots/step<S>/`` after the optimiser steps of ``export_steps``, when the YAML has it).
 
     Arguments
     ---------
@@ -361,6 +363,7 @@ def fit_and_export(
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    brain.snapshots = SnapshotPlan.from_hparams(hparams, architecture, metadata)
     brain.fit(
         hparams["epoch_counter"],
         train_data,

@@ -1,5 +1,6 @@
 """DINO training through the recipe: resume after a kill, and 2-process CPU DDP."""
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -127,3 +128,29 @@ def test_export_encoder_student_exports_the_student_backbone(tmp_path):
         torch.testing.assert_close(value, student[key], rtol=0, atol=0, msg=key)
     weights = [key for key, value in exported.items() if value.dim() > 1]
     assert any(not torch.equal(exported[key], teacher[key]) for key in weights), "the teacher is exported"
+
+
+def test_snapshots_export_the_encoder_at_chosen_steps_without_changing_the_run(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
+    run_recipe(train_csv, tmp_path / "plain", "--number_of_epochs=2")
+    run_recipe(train_csv, tmp_path / "snap", "--number_of_epochs=2", "--export_steps=[2, 6]")
+    plain, snapped = final_weights(tmp_path / "plain"), final_weights(tmp_path / "snap")
+    for key in plain:
+        torch.testing.assert_close(snapped[key], plain[key], rtol=0, atol=0, msg=key)
+    last = torch.load(tmp_path / "snap" / "snapshots" / "step6" / "embedding_model.ckpt")
+    early = torch.load(tmp_path / "snap" / "snapshots" / "step2" / "embedding_model.ckpt")
+    assert all(torch.equal(last[key], plain[key]) for key in plain)  # step 6 is the end of the run
+    assert any(not torch.equal(early[key], plain[key]) for key in plain if plain[key].is_floating_point())
+    info = json.loads((tmp_path / "snap" / "snapshots" / "step2" / "speechbrain_dino.json").read_text())
+    assert info["snapshot_step"] == 2 and info["optimizer_steps"] == 2
+    assert sorted(os.listdir(tmp_path / "snap" / "snapshots")) == ["step2", "step6"]
+
+
+def test_bad_export_steps_are_one_error_line(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    command = [sys.executable, RECIPE, DEMO_YAML, f"--train_csv={train_csv}", f"--output_folder={tmp_path / 'bad'}",
+               *TINY_OVERRIDES, "--export_steps=[0, 3]"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --export_steps=[0, 3]")
+    assert "Traceback" not in result.stderr

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -29,6 +29,7 @@ from speechbrain_dino.training.parameters import param_groups_for_weight_decay, 
 from speechbrain_dino.training.rank_monitor import EffectiveRankMonitor
 from speechbrain_dino.training.rng import decorrelate_ranks
 from speechbrain_dino.training.schedules import DINOSchedule
+from speechbrain_dino.training.snapshots import SnapshotPlan
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class EncoderBrain(sb.Brain):
         self.current = None  # the schedule's values at the current step (a NamedTuple)
         self.epoch_averages = EpochAverages()
         self.rank_monitor = EffectiveRankMonitor()
+        #: Exports at chosen optimiser steps (set before ``fit``; see :mod:`~speechbrain_dino.training.snapshots`).
+        self.snapshots: Optional[SnapshotPlan] = None
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
             self.checkpointer.add_recoverable("rank_monitor", self.rank_monitor, optional_load=True)
@@ -224,6 +227,12 @@ class EncoderBrain(sb.Brain):
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_step += 1
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step: bool) -> None:
+        """After an optimiser step that :attr:`snapshots` names: export the encoder as it is now
+        (on the main process; the other ranks wait)."""
+        if should_step and self.snapshots is not None and self.optimizer_step in self.snapshots.steps:
+            run_on_main(self.export, kwargs=self.snapshots.export_arguments(self.optimizer_step))
 
     def record(self, stats: Dict[str, torch.Tensor], embeddings: torch.Tensor) -> None:
         """Adds one training batch's diagnostics to the epoch averages, with the spread of its

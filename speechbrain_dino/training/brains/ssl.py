@@ -163,11 +163,13 @@ class DINOBrain(MultiCropBrain):
             unwrap_parallel(self.modules.student_head).cancel_last_layer_gradients()
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step: bool) -> None:
-        """Teacher EMA after each optimiser step, with this step's momentum."""
+        """Teacher EMA after each optimiser step, with this step's momentum; then a snapshot when
+        one is due (with the updated teacher)."""
         if should_step:
             momentum = self.current.teacher_momentum
             ema_update_(self.modules.teacher, self.modules.student, momentum)
             ema_update_(self.modules.teacher_head, self.modules.student_head, momentum)
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
 
     def check_epoch(self, train_stats: Dict[str, float], epoch: int) -> None:
         """Warns about the two DINO collapse modes (skipped in the first epoch)."""
