@@ -14,7 +14,6 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import yaml
 
-from speechbrain_dino.recipe_utils import resolve_preset
 from speechbrain_dino.stages import run_recipe
 
 PROBE_BATCHES = (2, 8)
@@ -28,21 +27,9 @@ _TagIgnoringLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def plain_values(hparams_file: str) -> Dict[str, Any]:
-    """The untagged settings of a HyperPyYAML file or preset (e.g. ``batch_size``, ``schedule``)."""
-    base, overrides = resolve_preset(hparams_file)
-    with open(base, encoding="utf-8") as fin:
-        values = yaml.load(fin, Loader=_TagIgnoringLoader)
-    _merge_plain(values, yaml.load(overrides, Loader=_TagIgnoringLoader) or {})
-    return values
-
-
-def _merge_plain(values: Dict[str, Any], overrides: Mapping[str, Any]) -> None:
-    """Merges a preset's overrides into plain values; a tagged node (None here) stays None."""
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(values.get(key), dict):
-            _merge_plain(values[key], value)
-        elif not (isinstance(value, Mapping) and values.get(key) is None):
-            values[key] = value
+    """The untagged settings of a HyperPyYAML file (e.g. ``batch_size``, ``schedule``), nothing built."""
+    with open(hparams_file, encoding="utf-8") as fin:
+        return yaml.load(fin, Loader=_TagIgnoringLoader)
 
 
 def seconds_per_step(

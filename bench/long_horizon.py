@@ -18,7 +18,7 @@ a 20-minute run: its learning rate and teacher momentum are still mid-schedule).
   code's clipping, EMA and per-crop babble, at small scale).
 - ``warm start``: the pretraining of hparams/demo/pipeline.yaml, as the pipeline runs it: its
   ``warm_start_hparams`` (contrastive) for half the budget (whole epochs), then its
-  ``dino_hparams`` (SDPN) from that encoder for the time left. Points up to half the budget are
+  ``pretraining_hparams`` (SDPN) from that encoder for the time left. Points up to half the budget are
   snapshots of the first part (contrastive on a schedule of half the length), later ones of the
   second, counted from the start of the first.
 
@@ -75,7 +75,7 @@ SYSTEMS: Dict[str, List[Tuple[str, Optional[float]]]] = {
     REFERENCE: [(os.path.join(DEMO, "contrastive_ecapa.yaml"), 1.0)],
     DINO: [(os.path.join(DEMO, "dino_ecapa.yaml"), 1.0)],
     WARM_START: [(os.path.join(REPO, PIPELINE["warm_start_hparams"]), 0.5),
-                 (os.path.join(REPO, PIPELINE["dino_hparams"]), None)],
+                 (os.path.join(REPO, PIPELINE["pretraining_hparams"]), None)],
 }
 SETS = list(EVAL_SETS)
 
@@ -313,7 +313,7 @@ def report(study: LongHorizonStudy, draws: int) -> None:
         for system in SYSTEMS
     ]
     block = "\n".join([
-        f"Command: `python bench/long_horizon.py --systems ...` (one per core) then `--report`  ",
+        "Command: `python bench/long_horizon.py --systems ...` (one per core) then `--report`  ",
         f"Date: {datetime.date.today().isoformat()}; machine: {machine()}; one torch thread per training, "
         f"two trainings at a time, each pinned to its own core. Schedules set for {study.args.minutes:g} minutes "
         f"at the step times measured here; the points are snapshots of those schedules (not shorter runs). "

@@ -12,7 +12,7 @@ On the benchmark data folder ($SBDINO_SHARED_DATA; see bench/study_data.py for t
 2. Systems, every training run planned to ``--budget`` minutes from step times measured here
    (bench/budget.py): MFCC statistics and random-init ECAPA (no training), the contrastive
    baseline (NT-Xent), DINO with the paper's settings, the pipeline's pretraining (the pipeline
-   YAML's ``warm_start_hparams`` then ``dino_hparams``, both parts within one budget; today the
+   YAML's ``warm_start_hparams`` then ``pretraining_hparams``, both parts within one budget; today the
    contrastive warm start, then SDPN), its pseudo-label round 1 and round 2 (k-means -> AHC ->
    filter -> AAM fine-tuning), and AAM fine-tuning of it on the true labels (upper bound).
    Pretraining and pseudo-labelling never see an evaluation speaker (asserted).
@@ -165,12 +165,12 @@ class Study:
 
     def train_pipeline_pretraining(self) -> System:
         """The pretraining of the pipeline YAML (``hparams/demo/pipeline.yaml``; with ``--gpu``
-        ``hparams/pipeline.yaml``) at one budget: its ``dino_hparams`` run, and first, when it has
+        ``hparams/pipeline.yaml``) at one budget: its ``pretraining_hparams`` run, and first, when it has
         a ``warm_start_hparams`` run, that one for half the budget (whole epochs) with the second
         part getting the time the first left. Named by the YAML's ``pretraining_name``."""
         pipeline = plain_values(self.presets["pipeline"])
         name = pipeline["pretraining_name"]
-        second = os.path.join(REPO, pipeline["dino_hparams"])
+        second = os.path.join(REPO, pipeline["pretraining_hparams"])
         if not pipeline.get("warm_start_hparams"):
             return self.train_ssl(name, second)
         first_hparams = os.path.join(REPO, pipeline["warm_start_hparams"])

@@ -104,7 +104,7 @@ class Architecture:
         Arguments
         ---------
         hparams_file : PathLike
-            The training YAML (not a preset: see :func:`speechbrain_dino.recipe_utils.resolve_preset`).
+            The training YAML.
         overrides : str or mapping
             Its overrides.
         encoder : str

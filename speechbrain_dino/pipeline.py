@@ -1,4 +1,4 @@
-"""The whole method as one resumable run: [warm start ->] DINO -> R x (pseudo-label -> AAM) -> evaluations.
+"""The whole method as one resumable run: [warm start ->] pretraining -> R x (pseudo-label -> AAM) -> evaluations.
 
 Each stage runs through the stage API (:mod:`speechbrain_dino.stages`): its recipe in its own
 process and folder under the pipeline's output folder, skipped when its outputs exist, resumed
@@ -8,10 +8,11 @@ table (JSON and Markdown).
 Layout of ``output_folder``::
 
     data/            train.csv, test.csv, trials.txt (the synthetic corpus too, when generated)
-    warm_start/      with ``warm_start_hparams``: the pretraining that initialises DINO's student
-                     (e.g. the contrastive baseline; pretrained/ at the end)
-    dino/            DINO training, or the DINO-family objective of ``dino_hparams`` (pretrained/)
-    dino_eval/       verification/ and emotion/ results of that encoder (+ baselines)
+    warm_start/      with ``warm_start_hparams``: a first pretraining that initialises the
+                     student of the next one (e.g. the contrastive baseline; pretrained/ at the end)
+    pretraining/     the self-supervised training of ``pretraining_hparams`` (DINO, or another
+                     objective of the DINO family; pretrained/)
+    pretraining_eval/ verification/ and emotion/ results of that encoder (+ baselines)
     round1/labels/   pseudo_labels.csv, report.json
     round1/gate/     with ``round_gate``: the members held out of the fine-tuning, their trials,
                      both encoders' verification on them and decision.json
@@ -103,7 +104,7 @@ class Pipeline:
         The loaded pipeline YAML: ``output_folder``, ``rounds``, per-stage ``*_hparams`` files and
         ``*_overrides``, and the data: ``train_csv``, ``test_csv``, ``trials``, ``emotion_csv``,
         ``cohort_csv``; optionally ``warm_start_hparams`` and ``warm_start_overrides`` (a
-        pretraining run first, whose export initialises the ``dino_hparams`` run: ``init_from``),
+        pretraining run first, whose export initialises the ``pretraining_hparams`` run: ``init_from``),
         ``pretraining_name`` and ``pretraining_description`` (the pretrained system's name in the
         table and what it is; default DINO), ``round_gate`` (``{heldout_share: 0.2}``; a null share
         or a null ``round_gate``: no gate), ``run_options``, command-line run options for every
@@ -150,17 +151,18 @@ class Pipeline:
         return os.path.join(self.output, *parts)
 
     def pretrain(self) -> str:
-        """The self-supervised stages: the warm start when the YAML has one, then the ``dino_hparams``
-        run (started from the warm start's encoder); returns the latter's ``pretrained/``."""
+        """The self-supervised stages: the warm start when the YAML has one, then the
+        ``pretraining_hparams`` run (started from the warm start's encoder); returns the latter's
+        ``pretrained/``."""
         hparams = self.hparams
-        overrides = dict(hparams.get("dino_overrides") or {})
+        overrides = dict(hparams.get("pretraining_overrides") or {})
         if hparams.get("warm_start_hparams"):
             overrides["init_from"] = self.stages.train_dino(
                 hparams["warm_start_hparams"], hparams["train_csv"], self.folder("warm_start"),
                 hparams.get("warm_start_overrides"), name="warm-start pretraining",
             )
-        return self.stages.train_dino(hparams["dino_hparams"], hparams["train_csv"], self.folder("dino"), overrides,
-                                      name=f"{self.pretraining_name} pretraining")
+        return self.stages.train_dino(hparams["pretraining_hparams"], hparams["train_csv"], self.folder("pretraining"),
+                                      overrides, name=f"{self.pretraining_name} pretraining")
 
     def evaluate(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
         """Verification and emotion evaluation of ``pretrained`` into ``folder``; adds the rows."""
@@ -183,7 +185,7 @@ class Pipeline:
         pretrained one, with its paired 95% interval over resampled test speakers (``+8% [-4, +21]``);
         None when a verification left no score file or the test manifest leaves some row without a
         ``spk_id``."""
-        files = (score_file(self.folder("dino_eval", "verification"), self.pretraining_name),
+        files = (score_file(self.folder("pretraining_eval", "verification"), self.pretraining_name),
                  score_file(os.path.join(folder, "verification"), name))
         if not all(os.path.isfile(path) for path in files):
             return None
@@ -235,7 +237,7 @@ class Pipeline:
             "  results.md, results.json  this table",
             f"  final encoder: {os.path.relpath(self.final_encoder, self.output) if self.final_encoder else '-'}"
             " (loads with EncoderClassifier.from_hparams)",
-            f"  */{STAGE_LOG}  each stage's full output (e.g. dino/{STAGE_LOG})",
+            f"  */{STAGE_LOG}  each stage's full output (e.g. pretraining/{STAGE_LOG})",
         ]
         if det:
             lines.append(f"  {', '.join(det)}  DET curves")
@@ -247,7 +249,8 @@ class Pipeline:
         """All stages in order; returns the results table (Markdown)."""
         hparams = self.hparams
         pretrained = self.pretrain()
-        self.evaluate(self.pretraining_name, pretrained, self.folder("dino_eval"), list(hparams.get("baselines") or []))
+        self.evaluate(self.pretraining_name, pretrained, self.folder("pretraining_eval"),
+                      list(hparams.get("baselines") or []))
         per_round = hparams.get("pseudo_label_round_overrides") or []
         gate_share = self.gate_share()
         for round_index in range(1, int(hparams["rounds"]) + 1):

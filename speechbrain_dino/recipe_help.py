@@ -2,19 +2,15 @@
 
 The settings are read from the YAML as written (HyperPyYAML tags such as ``!ref`` and ``!new:``
 shown as they are, nothing built): each top-level key with its value and the comment beside it.
-For a preset (``extends:``) they are the base's keys with the presets' values merged on top, and
-the preset's comment where it has one.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Sequence
 
 import speechbrain as sb
-from hyperpyyaml.core import recursive_update
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 
 #: Longest value shown on a settings line (longer ones end in "...").
@@ -58,28 +54,9 @@ def _end_of_line_comment(tree: CommentedMap, key: str) -> str:
     return text.split("\n", 1)[0].strip() if text.lstrip(" ").startswith("#") else ""
 
 
-def top_level_settings(base: CommentedMap, presets: Sequence[CommentedMap] = ()) -> List[Setting]:
-    """The top-level settings of ``base`` with ``presets`` (the strongest first) merged on top.
-
-    Arguments
-    ---------
-    base : CommentedMap
-        The YAML at the end of the ``extends`` chain (ruamel round-trip tree).
-    presets : sequence of CommentedMap
-        The presets' trees without their ``extends`` key, the given file first.
-    """
-    values = {key: base[key] for key in base}
-    comments = {key: _end_of_line_comment(base, key) for key in base}
-    for preset in reversed(list(presets)):  # the base-most preset first
-        for key in preset:
-            if isinstance(values.get(key), Mapping) and isinstance(preset[key], Mapping):
-                merged = copy.deepcopy(values[key])  # keeps the base's tag (!new:...)
-                recursive_update(merged, preset[key])
-                values[key] = merged
-            else:
-                values[key] = preset[key]
-            comments[key] = _end_of_line_comment(preset, key) or comments.get(key, "")
-    return [Setting(key, value_text(value), comments[key]) for key, value in values.items()]
+def top_level_settings(tree: CommentedMap) -> List[Setting]:
+    """The top-level settings of a YAML (ruamel round-trip tree), each with its comment."""
+    return [Setting(key, value_text(tree[key]), _end_of_line_comment(tree, key)) for key in tree]
 
 
 def speechbrain_run_options() -> str:
@@ -92,9 +69,7 @@ def speechbrain_run_options() -> str:
     return help_text[start + len("options:"):].strip("\n") if start >= 0 else help_text
 
 
-def help_text(
-    prog: str, description: str, hparams_name: Optional[str], settings: Sequence[Setting], base_name: str = ""
-) -> str:
+def help_text(prog: str, description: str, hparams_name: Optional[str], settings: Sequence[Setting]) -> str:
     """The whole ``--help`` output of a recipe.
 
     Arguments
@@ -107,8 +82,6 @@ def help_text(
         The YAML whose settings are shown (None: no settings section).
     settings : sequence of Setting
         Its top-level settings (:func:`top_level_settings`).
-    base_name : str
-        The YAML a preset extends ("" when ``hparams_name`` is not a preset).
     """
     lines = [
         f"usage: {prog} [HPARAMS_YAML] [--key=value ...] [SpeechBrain run options]",
@@ -117,8 +90,7 @@ def help_text(
         "",
     ]
     if hparams_name is not None:
-        extends = f", a preset of {base_name} (merged)" if base_name else ""
-        lines.append(f"Settings of {hparams_name}{extends}; override any with --key=value:")
+        lines.append(f"Settings of {hparams_name}; override any with --key=value:")
         width = max((len(setting.key) for setting in settings), default=0)
         for setting in settings:
             value = _shortened(setting.value)

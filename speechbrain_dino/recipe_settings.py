@@ -1,7 +1,10 @@
-"""Each recipe's table of checked settings (see :mod:`speechbrain_dino.settings`).
+"""Each recipe's table of checked settings (see :mod:`speechbrain_dino.settings`), and the keys
+each recipe reads from its YAML.
 
-Keys are the YAMLs' (dotted for nested ones); a key a recipe's YAML does not have is rejected by
-HyperPyYAML itself, so the tables only say which values each key accepts.
+Table keys are the YAMLs' (dotted for nested ones); a key a recipe's YAML does not have is
+rejected by HyperPyYAML itself, so the tables only say which values each key accepts. The
+``*_KEYS`` tuples list what a recipe (and its Brain) reads without a default: a YAML of one's own
+that lacks one stops with one line naming it, before any work.
 """
 from __future__ import annotations
 
@@ -153,9 +156,29 @@ RUN_PIPELINE: SettingsTable = {
     "pretraining_name": Setting(str),
     "pretraining_description": Setting(str, nullable=True),
     "warm_start_overrides": Nested(TRAIN_DINO),
-    "dino_overrides": Nested(TRAIN_DINO),
+    "pretraining_overrides": Nested(TRAIN_DINO),
     "pseudo_label_overrides": Nested(PSEUDO_LABEL),
     "aam_overrides": Nested(TRAIN_AAM),
     "emotion_overrides": Nested(EVAL_EMOTION),
 }
 
+
+
+_EXTRACTION_KEYS = ("seed", "pretrained_path", "output_folder", "sample_rate", "resample", "max_batch_seconds",
+                    "num_workers")
+_TRAINING_KEYS = ("output_folder", "save_folder", "train_csv", "sample_rate", "resample", "number_of_epochs",
+                  "train_dataloader_opts", "opt_class", "schedule", "brain_class", "modules", "epoch_counter",
+                  "train_logger", "checkpointer")
+TRAIN_DINO_KEYS = (*_TRAINING_KEYS, "crops", "compute_features", "mean_var_norm")
+TRAIN_AAM_KEYS = (*_TRAINING_KEYS, "init_from", "crop_seconds", "subcenters", "examples_per_class", "min_epochs",
+                  "aam_loss", "head_submodules")
+PSEUDO_LABEL_KEYS = (*_EXTRACTION_KEYS, "train_csv", "max_seconds", "clustering")
+EVAL_VERIFICATION_KEYS = (*_EXTRACTION_KEYS, "chunk_seconds", "test_csv", "trials", "cohort_csv", "system_name",
+                          "baselines", "as_norm_top_n", "bootstrap_draws")
+EVAL_EMOTION_KEYS = (*_EXTRACTION_KEYS, "chunk_seconds", "data_csv", "system_name", "baselines", "protocol", "folds",
+                     "inner_folds", "drop_unlabelled", "classifier")
+RUN_PIPELINE_KEYS = ("seed", "output_folder", "train_csv", "test_csv", "trials", "emotion_csv", "rounds",
+                     "pretraining_hparams", "pseudo_label_hparams", "aam_hparams", "verification_hparams",
+                     "emotion_hparams")
+#: Pipeline keys renamed when the pretraining stage stopped being DINO only (old -> new).
+RUN_PIPELINE_RENAMED = {"dino_hparams": "pretraining_hparams", "dino_overrides": "pretraining_overrides"}

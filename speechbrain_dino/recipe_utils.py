@@ -1,4 +1,4 @@
-"""What every recipe shares: finding and loading hparams (presets included), clear errors, fitting.
+"""What every recipe shares: finding and loading hparams, clear errors, fitting.
 
 Recipes stay SpeechBrain-shaped (``parse_arguments`` -> ``ddp_init_group`` -> ``load_hyperpyyaml``
 -> ``create_experiment_directory`` -> Brain; the last is called by the recipe itself, since
@@ -10,28 +10,24 @@ Hparams files live in the repository's top-level ``hparams/`` and ship inside th
 relative to the current folder names the project's ``X.yaml``, so the README's commands work from
 any folder and with a non-editable install.
 
-A **preset** is a YAML file whose ``extends:`` key names another hparams file (relative to the
-preset's folder) and whose other keys are overrides of it, e.g. ``hparams/demo/dino_ecapa.yaml``
-is the paper's ``hparams/dino_ecapa.yaml`` made small. Loading a preset loads its base with the
-preset's values, then the command line's overrides on top (nested mappings merge key by key); the
-experiment folder's ``hyperparams.yaml`` is that merged, resolved YAML.
+Every hparams file is a complete HyperPyYAML experiment (the small ``hparams/demo/`` ones are
+paper-scale files with some values changed, see :mod:`speechbrain_dino.config.presets`);
+``--key=value`` overrides go on top, as in SpeechBrain.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import gc
 import io
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import ruamel.yaml
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
@@ -53,10 +49,10 @@ def _hparams_folder() -> str:
     return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "hparams")
 
 
-#: The project's hparams files: paper-scale YAMLs and ``demo/`` presets.
+#: The project's hparams files: paper-scale YAMLs and the small ``demo/`` experiments.
 HPARAMS_FOLDER = _hparams_folder()
-#: The key of a preset that names the hparams file it overrides.
-PRESET_BASE_KEY = "extends"
+#: The key with which earlier releases made one YAML the overrides of another.
+RETIRED_EXTENDS_KEY = "extends"
 
 
 def data_error_message(error: DataError) -> str:
@@ -141,90 +137,63 @@ def _dump_yaml(tree: Any) -> str:
     return stream.getvalue()
 
 
-def preset_chain(hparams_path: PathLike) -> Tuple[str, List[Any]]:
-    """The file an hparams file or preset finally extends, and the presets on the way.
-
-    Returns
-    -------
-    (hparams_file, presets)
-        The first file in the ``extends`` chain that is not a preset, and the presets' trees
-        (ruamel, comments kept, without their ``extends`` key), ``hparams_path``'s first.
-    """
-    hparams_file = os.fspath(hparams_path)
-    presets = []
-    seen = set()
-    while True:
-        tree = _read_yaml(hparams_file)
-        if not isinstance(tree, dict) or PRESET_BASE_KEY not in tree:
-            return hparams_file, presets
-        if hparams_file in seen:
-            raise DataError(f"presets extend each other in a cycle through {hparams_file}")
-        seen.add(hparams_file)
-        base = os.path.normpath(os.path.join(os.path.dirname(hparams_file), str(tree.pop(PRESET_BASE_KEY))))
-        if not os.path.isfile(base):
-            raise DataError(f"{PRESET_BASE_KEY}: {base} does not exist", hparams_file)
-        presets.append(tree)
-        hparams_file = base
+def parse_overrides(overrides: Any) -> Any:
+    """Command-line overrides (YAML text, as ``sb.parse_arguments`` gives them) as a mapping."""
+    if not isinstance(overrides, str):
+        return overrides
+    try:
+        return ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
+    except ruamel.yaml.YAMLError as error:  # e.g. one --key given twice
+        problem = getattr(error, "problem", None) or first_line(error)
+        raise DataError(f"the overrides are not valid YAML: {problem}") from None
 
 
-def resolve_preset(hparams_path: PathLike, overrides: Any = None) -> Tuple[str, str]:
-    """The hparams file to load and the overrides to load it with, presets resolved.
-
-    Arguments
-    ---------
-    hparams_path : PathLike
-        An hparams file, or a preset (``extends: base.yaml`` + overrides of the base).
-    overrides : str or mapping, optional
-        Overrides on top (e.g. the command line's), YAML text or a mapping.
-
-    Returns
-    -------
-    (hparams_file, overrides)
-        The first file in the ``extends`` chain that is not a preset, and the YAML text of the
-        presets' values merged with ``overrides`` (the later, the stronger).
-    """
-    if isinstance(overrides, str):
-        try:
-            overrides = ruamel.yaml.YAML().load(overrides) if overrides.strip() else None
-        except ruamel.yaml.YAMLError as error:  # e.g. one --key given twice
-            problem = getattr(error, "problem", None) or first_line(error)
-            raise DataError(f"the overrides are not valid YAML: {problem}") from None
-    hparams_file, presets = preset_chain(hparams_path)
-    layers = ([copy.deepcopy(overrides)] if overrides else []) + presets
-    merged: Dict = {}
-    for layer in reversed(layers):  # the base-most preset first, the given overrides last
-        recursive_update(merged, layer)
-    return hparams_file, _dump_yaml(merged)
+def refuse_retired_extends(hparams_file: str) -> None:
+    """One clear error for a YAML that still names a base with ``extends:`` (earlier releases)."""
+    tree = _read_yaml(hparams_file)
+    if isinstance(tree, dict) and RETIRED_EXTENDS_KEY in tree:
+        raise DataError(
+            f"'{RETIRED_EXTENDS_KEY}:' is no longer supported: every hparams file is a complete YAML. Write "
+            f"one with: python -m speechbrain_dino.config.presets --base BASE.yaml --overrides "
+            f"'{{key: value, ...}}' > complete.yaml",
+            hparams_file,
+        )
 
 
 def print_help(argv: Sequence[str], usage: str, default_hparams: Optional[str]) -> None:
     """Prints the recipe's ``--help`` (:mod:`speechbrain_dino.recipe_help`): the YAML is
     ``argv[0]`` when given, else ``default_hparams``."""
     hparams_name = argv[0] if argv and not argv[0].startswith("-") else default_hparams
-    settings, base_name = [], ""
-    if hparams_name is not None:
-        base, presets = preset_chain(find_hparams(hparams_name))
-        settings = top_level_settings(_read_yaml(base), presets)
-        base_name = os.path.relpath(base, HPARAMS_FOLDER) if presets else ""
-    print(help_text(os.path.basename(sys.argv[0]), usage, hparams_name, settings, base_name))
+    settings = [] if hparams_name is None else top_level_settings(_read_yaml(find_hparams(hparams_name)))
+    print(help_text(os.path.basename(sys.argv[0]), usage, hparams_name, settings))
 
 
 def load_hparams(
     hparams_path: PathLike, overrides: Any = None, settings: Optional[SettingsTable] = None
 ) -> Tuple[str, str, Dict[str, Any]]:
-    """Loads an hparams file or preset with overrides, with one clear error for any failure.
+    """Loads an hparams file with overrides, with one clear error for any failure.
 
     ``settings`` (a recipe's table, see :mod:`speechbrain_dino.settings`) checks the overrides'
     values first, before any object of the YAML is built.
 
+    Arguments
+    ---------
+    hparams_path : PathLike
+        A YAML file, or ``hparams/X.yaml`` naming a packaged one (:func:`find_hparams`).
+    overrides : str or mapping, optional
+        ``--key=value`` overrides as YAML text (as SpeechBrain parses them) or a mapping.
+
     Returns
     -------
     (hparams_file, overrides, hparams)
-        As :func:`resolve_preset` returns them, and the loaded HyperPyYAML dict.
+        The YAML file found, the overrides as YAML text, and the loaded HyperPyYAML dict.
     """
-    hparams_file, overrides = resolve_preset(find_hparams(hparams_path), overrides)
+    hparams_file = find_hparams(hparams_path)
+    refuse_retired_extends(hparams_file)
+    parsed = parse_overrides(overrides)
     if settings:
-        check_settings(ruamel.yaml.YAML().load(overrides) if overrides else None, settings)
+        check_settings(parsed, settings)
+    overrides = _dump_yaml(parsed) if parsed else ""
     try:
         with open(hparams_file, encoding="utf-8") as fin:
             hparams = load_hyperpyyaml(fin, overrides)
@@ -239,12 +208,23 @@ def load_hparams(
     return hparams_file, overrides, hparams
 
 
+def renamed_flag(argument: str, renamed: Dict[str, str]) -> str:
+    """``--old=value`` as ``--new=value`` (with a deprecation line) for a key in ``renamed``."""
+    key = argument[2:].split("=", 1)[0] if argument.startswith("--") else None
+    if key not in renamed:
+        return argument
+    logger.warning("--%s is deprecated: use --%s", key, renamed[key])
+    return f"--{renamed[key]}" + argument[2 + len(key):]
+
+
 def load_recipe(
     argv: Sequence[str],
     required: Sequence[str] = (),
     usage: str = "",
     default_hparams: Optional[str] = None,
     settings: Optional[SettingsTable] = None,
+    reads: Sequence[str] = (),
+    renamed: Optional[Dict[str, str]] = None,
 ) -> Tuple[str, Dict, str, Dict]:
     """``sb.parse_arguments`` + ``ddp_init_group`` + ``load_hyperpyyaml``, with clear errors.
 
@@ -255,7 +235,7 @@ def load_recipe(
     Arguments
     ---------
     argv : sequence of str
-        ``sys.argv[1:]``: the hparams file (or preset, see :func:`find_hparams`), then
+        ``sys.argv[1:]``: the hparams file (see :func:`find_hparams`), then
         ``--key=value`` overrides and run options.
     required : sequence of str
         Keys that must be set (typically paths such as ``train_csv``); an empty or null value is an
@@ -266,12 +246,17 @@ def load_recipe(
         The YAML whose settings ``--help`` shows when ``argv`` names none.
     settings : SettingsTable, optional
         The recipe's checked settings (:mod:`speechbrain_dino.recipe_settings`).
+    reads : sequence of str
+        The keys the recipe reads from its YAML (``recipe_settings.*_KEYS``): a YAML without one is
+        an error naming it.
+    renamed : dict, optional
+        Old key -> new key: an old key, in a YAML of one's own or as ``--old=...``, still works
+        and logs one deprecation line.
 
     Returns
     -------
     (hparams_file, run_opts, overrides, hparams)
-        ``hparams_file`` and ``overrides`` with presets resolved (what
-        ``sb.create_experiment_directory`` should save).
+        ``hparams_file`` and ``overrides`` are what ``sb.create_experiment_directory`` should save.
     """
     if any(arg in ("-h", "--help") for arg in argv):
         print_help(argv, usage, default_hparams)
@@ -279,10 +264,19 @@ def load_recipe(
     if not argv or argv[0].startswith("-"):
         raise DataError("the first argument must be a hparams YAML file, e.g. hparams/dino_ecapa.yaml")
     hparams_path = find_hparams(argv[0])
+    argv = [renamed_flag(arg, renamed or {}) for arg in argv]
     _, run_opts, overrides = sb.parse_arguments([hparams_path, *argv[1:]])
     check_run_options(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams_file, overrides, hparams = load_hparams(hparams_path, overrides, settings)
+    for old, new in (renamed or {}).items():
+        if old in hparams:
+            logger.warning("%s: '%s' is deprecated, read as '%s' (rename it)", hparams_path, old, new)
+            hparams.setdefault(new, hparams.pop(old))
+    absent = [key for key in reads if key not in hparams]
+    if absent:
+        raise DataError(f"this YAML lacks key(s) {absent} that the recipe reads (compare with the project's "
+                        "hparams files)", hparams_path)
     missing = [key for key in required if hparams.get(key) in (None, "")]
     if missing:
         flags = " ".join(f"--{key}=..." for key in missing)

@@ -6,7 +6,7 @@ overrides a run is given (the command line's ``--key=value`` and a preset's valu
 before the YAML is loaded, so a wrong type or an out-of-range value ends in one line naming the key
 and the accepted values, never in a traceback from a constructor or an epoch later. A
 :class:`Nested` entry checks a mapping of another recipe's overrides (the pipeline's
-``dino_overrides``...) against that recipe's table. :func:`check_run_options` checks that the
+``pretraining_overrides``...) against that recipe's table. :func:`check_run_options` checks that the
 device and precision asked for exist on this machine (:func:`check_stage_run_options` those the
 pipeline passes to its stages).
 """
@@ -133,7 +133,7 @@ def check_settings(overrides: Optional[Mapping], table: SettingsTable, where: st
     table : SettingsTable
         ``{dotted key: Setting or Nested}``.
     where : str
-        Prefix of the key in messages (e.g. ``dino_overrides.``).
+        Prefix of the key in messages (e.g. ``pretraining_overrides.``).
 
     Raises
     ------

@@ -13,7 +13,7 @@ import pytest
 
 from speechbrain_dino.errors import StageFailed
 from speechbrain_dino.pipeline import Pipeline
-from speechbrain_dino.recipe_settings import RUN_PIPELINE
+from speechbrain_dino.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
 from speechbrain_dino.stages import StageRunner, override_args
 
@@ -32,7 +32,7 @@ TINY = {
         "number_of_epochs": 1, "batch_size": 4, **ENCODER, **CROPS,
         "projection_head": {"hidden_size": 64, "projection_size": 32},
     },
-    "dino_overrides": {
+    "pretraining_overrides": {
         "number_of_epochs": 2, "batch_size": 4, "n_prototypes": 64, **ENCODER, **CROPS,
         "student_head": {"hidden_size": 64, "bottleneck_size": 32},
     },
@@ -70,8 +70,8 @@ def check_console(output, folder):
     assert "| loss " in output and "| EER SDPN " in output and "| micro-F1 round 1 " in output
     assert "| NMI " in output
     assert "Going into epoch" not in output  # stage output goes to the logs, not the terminal
-    assert "train loss" in (folder / "dino" / "stage_output.log").read_text()
-    assert "*/stage_output.log" in output and "dino_eval/verification/det.png" in output
+    assert "train loss" in (folder / "pretraining" / "stage_output.log").read_text()
+    assert "*/stage_output.log" in output and "pretraining_eval/verification/det.png" in output
     assert lines[-7] == ("| system | EER % | EER 95% CI | minDCF(0.01) | EER change vs pretrained (95% CI) | NMI | kept % "
                          "| clusters | emotion micro-F1 % |")
     assert lines[-3].startswith("| round 1 |") and lines[-1].startswith("Systems: mfcc_stats = ")
@@ -79,7 +79,7 @@ def check_console(output, folder):
     assert "SDPN = SDPN (self-supervised, DINO family) started from a contrastive" in lines[-1]
     assert "round k = SDPN followed by k rounds" in lines[-1]
     # the SDPN run started from the warm start's export
-    inputs = json.loads((folder / "dino" / "training_inputs.json").read_text())
+    inputs = json.loads((folder / "pretraining" / "training_inputs.json").read_text())
     assert os.path.dirname(inputs["init_from"]["path"]) == str(folder / "warm_start" / "pretrained")
 
 
@@ -130,12 +130,18 @@ def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_pat
 @pytest.mark.parametrize("argv, share, pretraining", [
     ([], None, ["train_dino", "train_dino"]),
     (["--round_gate={heldout_share: 0.2}"], 0.2, ["train_dino", "train_dino"]),
-    (["--warm_start_hparams=null", "--dino_hparams=hparams/demo/dino_ecapa.yaml"], None, ["train_dino"]),
+    (["--warm_start_hparams=null", "--pretraining_hparams=hparams/demo/dino_ecapa.yaml"], None, ["train_dino"]),
+    (["--warm_start_hparams=null", "--dino_hparams=hparams/demo/dino_ecapa.yaml"], None, ["train_dino"]),  # old key
 ])
-def test_the_documented_pipeline_overrides_load_and_plan_their_stages(tmp_path, argv, share, pretraining):
-    """The README's commands: the gate switched on by its share, the paper's DINO without a warm start."""
+def test_the_documented_pipeline_overrides_load_and_plan_their_stages(tmp_path, argv, share, pretraining, caplog):
+    """The README's commands: the gate switched on by its share, the paper's DINO without a warm start
+    (also under the key's old name, with a deprecation line)."""
     hparams = load_recipe(["hparams/demo/pipeline.yaml", f"--output_folder={tmp_path}", *argv], usage="",
-                          default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE)[3]
+                          default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE,
+                          reads=RUN_PIPELINE_KEYS, renamed=RUN_PIPELINE_RENAMED)[3]
+    assert ("--dino_hparams is deprecated: use --pretraining_hparams" in caplog.text) == ("--dino_hparams" in " ".join(argv))
+    if len(pretraining) == 1:
+        assert hparams["pretraining_hparams"] == "hparams/demo/dino_ecapa.yaml"
     pipeline = Pipeline(hparams)
     assert pipeline.gate_share() == share
     plan = pipeline.plan()

@@ -1,5 +1,5 @@
-"""Every recipe answers --help: usage, its YAML's top-level keys (values and comments, presets
-merged with their base) and SpeechBrain's run options, exit 0."""
+"""Every recipe answers --help: usage, its YAML's top-level keys (values and comments) and
+SpeechBrain's run options, exit 0."""
 import importlib
 import os
 import subprocess
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from speechbrain_dino.recipe_help import top_level_settings
-from speechbrain_dino.recipe_utils import _read_yaml, find_hparams, preset_chain
+from speechbrain_dino.recipe_utils import _read_yaml, find_hparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: recipe -> (its default YAML, a key of it, another YAML it runs with)
@@ -45,19 +45,16 @@ def test_help_after_a_yaml_shows_that_yamls_keys(recipe, capsys):
     _, _, other = RECIPES[recipe]
     text = recipe_help(capsys, recipe, other, "--output_folder=x", "-h")
     assert f"Settings of {other}" in text
-    base, presets = preset_chain(find_hparams(other))
-    for setting in top_level_settings(_read_yaml(base), presets):
+    for setting in top_level_settings(_read_yaml(find_hparams(other))):
         assert f"\n  {setting.key}:" in text
 
 
-def test_a_preset_shows_its_bases_keys_with_its_own_values_and_the_comments(capsys):
+def test_a_small_experiment_shows_its_values_and_the_paper_scale_ones_in_the_comments(capsys):
     text = recipe_help(capsys, "train_dino", "hparams/demo/dino_ecapa.yaml", "--help")
     lines = {line.split(":", 1)[0].strip(): line for line in text.splitlines() if line.startswith("  ")}
-    assert "a preset of dino_ecapa.yaml" in text
-    assert "extends" not in lines  # the preset's own link is not a setting
-    assert lines["n_prototypes"].split()[-1] != "65536"  # the preset's value, not the paper's
-    assert "!new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN" in lines["student"]  # base tag kept
-    assert "# the same architecture" in lines["teacher"]  # the base's comment beside the value
+    assert "1024" in lines["n_prototypes"] and "paper scale: 65536" in lines["n_prototypes"]
+    assert "!new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN" in lines["student"]  # the tag as written
+    assert "# the same architecture" in lines["teacher"]  # the comment beside the value
     assert "(required: --train_csv=...)" in lines["train_csv"]
 
 

@@ -38,28 +38,26 @@ def test_hparams_paths_name_the_project_yamls_from_any_folder(tmp_path, monkeypa
         find_hparams("hparams/none.yaml")
 
 
-def test_a_preset_is_its_base_with_its_overrides_and_the_command_line_on_top(tmp_path):
+def test_overrides_go_on_top_of_a_complete_yaml_and_extends_is_one_clear_error(tmp_path):
     (tmp_path / "base.yaml").write_text(textwrap.dedent("""
         size: 8
         schedule: {lr: 0.1, warmup: 2}
         width: !ref <size> * 2
     """))
-    (tmp_path / "small.yaml").write_text("extends: base.yaml\nsize: 2\nschedule: {lr: 0.5}\n")
-    (tmp_path / "smaller.yaml").write_text("extends: small.yaml\nschedule: {warmup: 0}\n")
-    hparams_file, overrides, hparams = load_hparams(tmp_path / "smaller.yaml", "schedule: {lr: 0.7}")
+    hparams_file, overrides, hparams = load_hparams(tmp_path / "base.yaml", "size: 2\nschedule: {lr: 0.7}")
     assert hparams_file == str(tmp_path / "base.yaml")
-    assert hparams == {"size": 2, "schedule": {"lr": 0.7, "warmup": 0}, "width": 4}
+    assert hparams == {"size": 2, "schedule": {"lr": 0.7, "warmup": 2}, "width": 4}
     assert load_hparams(tmp_path / "base.yaml", overrides)[2] == hparams  # what an experiment folder saves
-    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
-    with pytest.raises(DataError, match="cycle"):
-        load_hparams(tmp_path / "loop.yaml")
+    (tmp_path / "small.yaml").write_text("extends: base.yaml\nsize: 2\n")
+    with pytest.raises(DataError, match="'extends:' is no longer supported.*speechbrain_dino.config.presets"):
+        load_hparams(tmp_path / "small.yaml")
 
 
 def test_the_demo_dino_yaml_ties_its_values_and_exports_what_it_builds(tmp_path):
     overrides = {"train_csv": "x.csv", "output_folder": str(tmp_path / "out"), "embedding_dim": 48, "n_global_crops": 3,
                  "student": {"channels": [32, 32, 32, 32, 96]}, "student_head": {"hidden_size": 64}}
     hparams_file, resolved, hparams = load_hparams("hparams/demo/dino_ecapa.yaml", overrides)
-    assert os.path.samefile(hparams_file, os.path.join(HPARAMS_FOLDER, "dino_ecapa.yaml"))  # the preset's base
+    assert os.path.samefile(hparams_file, os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml"))
     assert hparams["student_head"].mlp[0].in_features == 48 and hparams["teacher_head"].mlp[2].in_features == 64
     assert hparams["crops"].n_global == hparams["dino_loss"].n_global_crops == 3
     assert hparams["teacher"] is not hparams["student"]  # !copy: a second encoder of the same architecture

@@ -118,7 +118,7 @@ class StandInStages:
 def test_a_rejected_round_leaves_the_previous_encoder_and_stops_the_rounds(tmp_path, round2_gate_eer, final):
     hparams = {"output_folder": str(tmp_path), "rounds": 3, "seed": 0, "train_csv": "train.csv",
                "test_csv": "test.csv", "trials": "trials.txt", "round_gate": {"heldout_share": 0.2},
-               "dino_hparams": "d", "pseudo_label_hparams": "p", "aam_hparams": "a", "verification_hparams": "v"}
+               "pretraining_hparams": "d", "pseudo_label_hparams": "p", "aam_hparams": "a", "verification_hparams": "v"}
     eers = {"dino": {"gate": 20.0, "test": 30.0}, "aam1": {"gate": 8.0, "test": 25.0},
             "aam2": {"gate": round2_gate_eer, "test": 27.0}, "aam3": {"gate": 9.0, "test": 26.0}}
     pipeline = Pipeline(hparams)

@@ -20,7 +20,7 @@ from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
 from speechbrain_dino.emotion.outputs import write_outputs
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import EVAL_EMOTION
+from speechbrain_dino.recipe_settings import EVAL_EMOTION, EVAL_EMOTION_KEYS
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
 
 
@@ -32,7 +32,7 @@ def main(argv):
         required=("pretrained_path", "data_csv"),
         usage=__doc__,
         default_hparams="hparams/emotion.yaml",
-        settings=EVAL_EMOTION,
+        settings=EVAL_EMOTION, reads=EVAL_EMOTION_KEYS,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(

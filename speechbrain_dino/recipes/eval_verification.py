@@ -19,7 +19,7 @@ import speechbrain as sb
 
 from speechbrain_dino.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import EVAL_VERIFICATION
+from speechbrain_dino.recipe_settings import EVAL_VERIFICATION, EVAL_VERIFICATION_KEYS
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
 from speechbrain_dino.verification.evaluation import (
     cohort_means, manifest_speakers, read_cohort, results_line, verify, write_outputs,
@@ -35,7 +35,7 @@ def main(argv):
         required=("pretrained_path", "test_csv", "trials"),
         usage=__doc__,
         default_hparams="hparams/verification.yaml",
-        settings=EVAL_VERIFICATION,
+        settings=EVAL_VERIFICATION, reads=EVAL_VERIFICATION_KEYS,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)

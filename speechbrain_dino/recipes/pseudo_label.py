@@ -26,7 +26,7 @@ from speechbrain_dino.pseudo_labels.outputs import (
     summary_line,
     write_outputs,
 )
-from speechbrain_dino.recipe_settings import PSEUDO_LABEL
+from speechbrain_dino.recipe_settings import PSEUDO_LABEL, PSEUDO_LABEL_KEYS
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, load_recipe
 
 
@@ -38,7 +38,7 @@ def main(argv):
         required=("pretrained_path", "train_csv"),
         usage=__doc__,
         default_hparams="hparams/pseudo_label.yaml",
-        settings=PSEUDO_LABEL,
+        settings=PSEUDO_LABEL, reads=PSEUDO_LABEL_KEYS,
     )
     output = hparams["output_folder"]
     if outputs_exist(output):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The whole method in one command: DINO -> rounds of (pseudo-labels -> AAM) -> evaluations.
+"""The whole method in one command: pretraining -> rounds of (pseudo-labels -> AAM) -> evaluations.
 
     python recipes/run_pipeline.py hparams/demo/pipeline.yaml --output_folder=results/demo
     python -m speechbrain_dino.recipes.run_pipeline hparams/pipeline.yaml --output_folder=exp/vox \
@@ -21,7 +21,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.console import quiet_terminal_logging
 from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
-from speechbrain_dino.recipe_settings import RUN_PIPELINE
+from speechbrain_dino.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
 from speechbrain_dino.settings import check_stage_run_options
 
@@ -34,7 +34,8 @@ def main(argv):
     """Prepares the data (demo), runs every stage, prints where the outputs are and the table."""
     argv = [f"{VERBOSE_FLAG}=True" if arg == VERBOSE_FLAG else arg for arg in argv]
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, usage=__doc__, default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE
+        argv, usage=__doc__, default_hparams="hparams/demo/pipeline.yaml", settings=RUN_PIPELINE,
+        reads=RUN_PIPELINE_KEYS, renamed=RUN_PIPELINE_RENAMED,
     )
     check_stage_run_options(hparams.get("run_options") or [])
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)

@@ -23,7 +23,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
-from speechbrain_dino.recipe_settings import TRAIN_AAM
+from speechbrain_dino.recipe_settings import TRAIN_AAM, TRAIN_AAM_KEYS
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
 from speechbrain_dino.export import pretrained_weights
 from speechbrain_dino.short_clips import drop_short_rows
@@ -79,7 +79,7 @@ def main(argv):
         required=("train_csv", "init_from"),
         usage=__doc__,
         default_hparams="hparams/train_aam.yaml",
-        settings=TRAIN_AAM,
+        settings=TRAIN_AAM, reads=TRAIN_AAM_KEYS,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     claim_output_folder(

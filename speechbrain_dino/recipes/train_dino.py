@@ -20,7 +20,7 @@ from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.export import Architecture, pretrained_weights
 from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import TRAIN_DINO
+from speechbrain_dino.recipe_settings import TRAIN_DINO, TRAIN_DINO_KEYS
 from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
 from speechbrain_dino.short_clips import drop_short_rows
 from speechbrain_dino.training.run_inputs import claim_output_folder
@@ -39,7 +39,8 @@ def dataio_prep(hparams):
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
-        argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml", settings=TRAIN_DINO
+        argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml", settings=TRAIN_DINO,
+        reads=TRAIN_DINO_KEYS,
     )
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     inputs = {"train_csv": hparams["train_csv"]}
