@@ -5,7 +5,7 @@
 
 Measured in one run on the same batches of crops:
 - a full DINO training step (augmentation, features, student on all crops, teacher on the global
-  crops, loss, optimiser step, teacher EMA) through ``DINOBrain.fit_batch``;
+  crops, loss, optimiser step, teacher EMA) through ``SelfDistillationBrain.fit_batch``;
 - the plain student forward + backward + optimiser step on the same crops (no teacher, no
   augmentation, no EMA): the cost of supervised training on the same crops;
 - the data loader alone (reading, cropping, collating), with 0 and 2 workers, against the rate at

@@ -10,7 +10,7 @@ from dino_setup import TINY_OVERRIDES, run_recipe, tone_corpus
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.export import load_encoder_weights, load_pretrained_encoder
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
-from speechbrain_dino.training.brains.ssl import DINOBrain
+from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 
 TINY_HEAD = "--student_head={hidden_size: 64, bottleneck_size: 32, expander_size: 48}"
 
@@ -57,7 +57,7 @@ class Killed(Exception):
 def test_killed_sdpn_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     train_csv = tone_corpus(str(tmp_path / "data"), count=12)  # 3 steps per epoch
     straight_log = train("sdpn", train_csv, tmp_path / "straight", "--number_of_epochs=2")
-    original = DINOBrain.on_fit_batch_end
+    original = SelfDistillationBrain.on_fit_batch_end
     steps = {"done": 0}
 
     def kill_after_four_steps(self, *args, **kwargs):
@@ -66,10 +66,10 @@ def test_killed_sdpn_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         if steps["done"] == 5:
             raise Killed()
 
-    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_after_four_steps)
+    monkeypatch.setattr(SelfDistillationBrain, "on_fit_batch_end", kill_after_four_steps)
     with pytest.raises(Killed):
         train("sdpn", train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
-    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", original)
+    monkeypatch.setattr(SelfDistillationBrain, "on_fit_batch_end", original)
     resumed_log = train("sdpn", train_csv, tmp_path / "killed", "--number_of_epochs=2", "--ckpt_interval_steps=1")
     straight, resumed = (torch.load(tmp_path / name / "pretrained" / "embedding_model.ckpt")
                          for name in ("straight", "killed"))

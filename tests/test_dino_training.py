@@ -11,7 +11,7 @@ import torch
 from dino_setup import TINY_OVERRIDES, tone_corpus
 from dino_setup import run_recipe as run_named_recipe
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
-from speechbrain_dino.training.brains.ssl import DINOBrain
+from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, "recipes", "train_dino.py")
@@ -34,7 +34,7 @@ class Killed(Exception):
 
 def killed_at_step(monkeypatch, step, train_csv, output_folder, *extra):
     """Runs the recipe until the end of optimiser step ``step`` (then "killed"), then reruns it."""
-    original = DINOBrain.on_fit_batch_end
+    original = SelfDistillationBrain.on_fit_batch_end
     steps = {"done": 0}
 
     def kill_at_step(self, *args, **kwargs):
@@ -43,12 +43,12 @@ def killed_at_step(monkeypatch, step, train_csv, output_folder, *extra):
         if steps["done"] == step:
             raise Killed()
 
-    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", kill_at_step)
+    monkeypatch.setattr(SelfDistillationBrain, "on_fit_batch_end", kill_at_step)
     with pytest.raises(Killed):
         run_recipe(train_csv, output_folder, "--number_of_epochs=2", *extra)
     assert not os.path.exists(output_folder / "pretrained")
     assert glob.glob(str(output_folder / "save" / "CKPT*")), "no checkpoint was written before the kill"
-    monkeypatch.setattr(DINOBrain, "on_fit_batch_end", original)
+    monkeypatch.setattr(SelfDistillationBrain, "on_fit_batch_end", original)
     run_recipe(train_csv, output_folder, "--number_of_epochs=2", *extra)
 
 
@@ -154,3 +154,11 @@ def test_bad_export_steps_are_one_error_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --export_steps=[0, 3]")
     assert "Traceback" not in result.stderr
+
+
+def test_a_yaml_naming_the_former_brain_class_still_trains_with_a_deprecation_line(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    run_recipe(train_csv, tmp_path / "old", "--number_of_epochs=1",
+               "--brain_class=!name:speechbrain_dino.training.brains.ssl.DINOBrain")
+    assert "brain_class DINOBrain is deprecated" in (tmp_path / "old" / "log.txt").read_text()
+    assert (tmp_path / "old" / "pretrained" / "embedding_model.ckpt").is_file()

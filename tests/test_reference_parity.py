@@ -16,7 +16,7 @@ from torch import nn
 from dino_setup import TINY_OVERRIDES, run_recipe, tone_corpus
 from speechbrain_dino.recipe_utils import HPARAMS_FOLDER, load_hparams
 from speechbrain_dino.training.brains import base as brain_base
-from speechbrain_dino.training.brains.ssl import DINOBrain
+from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 from speechbrain_dino.training.clipping import clip_gradients_
 from speechbrain_dino.training.dino import DINOHead
 from speechbrain_dino.training.parameters import APPLY_WEIGHT_DECAY, param_groups_for_weight_decay
@@ -75,7 +75,7 @@ def test_reference_parity_clipping_before_the_last_layer_cancel_in_one_demo_epoc
     optimiser step each gradient under the clip is untouched, each above it is scaled to the clip,
     and the frozen last layer's gradients are clipped first and cancelled after (as DINO does)."""
     steps = []
-    original_clip, original_hook = brain_base.clip_gradients_, DINOBrain.before_optimizer_step
+    original_clip, original_hook = brain_base.clip_gradients_, SelfDistillationBrain.before_optimizer_step
 
     def recording_clip(parameters, max_norm, mode="per_tensor"):
         parameters = list(parameters)
@@ -92,7 +92,7 @@ def test_reference_parity_clipping_before_the_last_layer_cancel_in_one_demo_epoc
         steps[-1]["cancelled"] = all(p.grad is None for p in last_layer)
 
     monkeypatch.setattr(brain_base, "clip_gradients_", recording_clip)
-    monkeypatch.setattr(DINOBrain, "before_optimizer_step", recording_hook)
+    monkeypatch.setattr(SelfDistillationBrain, "before_optimizer_step", recording_hook)
     train_csv = tone_corpus(str(tmp_path / "data"), count=12)
     run_recipe("train_dino", os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml"), f"--train_csv={train_csv}",
                f"--output_folder={tmp_path / 'out'}", *TINY_OVERRIDES, "--number_of_epochs=1", "--max_grad_norm=1.0")

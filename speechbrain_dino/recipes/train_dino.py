@@ -5,10 +5,10 @@
     torchrun --nproc_per_node=4 -m speechbrain_dino.recipes.train_dino hparams/dino_ecapa.yaml ...
 
 Labels are never read: every utterance of ``train_csv`` (a manifest, see README) gives a set of
-global and local crops. The Brain class is chosen in the YAML (``brain_class``: DINOBrain or
-ContrastiveBrain). The run checkpoints every epoch (and every ``--ckpt_interval_minutes``), resumes
-when restarted with the same ``--output_folder``, and ends by writing
-``<output_folder>/pretrained/``, loadable offline with
+global and local crops. The Brain class is chosen in the YAML (``brain_class``:
+SelfDistillationBrain, the DINO family, or ContrastiveBrain). The run checkpoints every epoch (and
+every ``--ckpt_interval_minutes``), resumes when restarted with the same ``--output_folder``, and
+ends by writing ``<output_folder>/pretrained/``, loadable offline with
 ``EncoderClassifier.from_hparams(source=<output_folder>/pretrained, savedir=...)``.
 """
 import os

@@ -19,7 +19,7 @@ from speechbrain_dino.training.regularizers import SelfDistillationViews
 logger = logging.getLogger(__name__)
 
 
-class DINOBrain(MultiCropBrain):
+class SelfDistillationBrain(MultiCropBrain):
     """Self-distillation: the DINO family (DINO, RDINO, SDPN and their auxiliary terms).
 
     Modules: ``student``, ``student_head`` (:class:`~speechbrain_dino.training.dino.DINOHead`),
@@ -181,7 +181,16 @@ class DINOBrain(MultiCropBrain):
             self.hparams.train_logger.log_stats({"epoch": epoch, "WARNING": message})
 
 
-#: How the teacher's crops are augmented (see :class:`DINOBrain`).
+class DINOBrain(SelfDistillationBrain):
+    """The former name of :class:`SelfDistillationBrain`, for YAMLs of one's own that still name it
+    as ``brain_class`` (logs one deprecation line)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        logger.warning("brain_class DINOBrain is deprecated: name %s.SelfDistillationBrain", __name__)
+        super().__init__(*args, **kwargs)
+
+
+#: How the teacher's crops are augmented (see :class:`SelfDistillationBrain`).
 TEACHER_AUGMENTATIONS = ("shared", "clean", "mild")
 #: Values of ``hparams.export_encoder``: the DINO backbones a run can export.
 EXPORTED_ENCODERS = ("teacher", "student")
