@@ -35,7 +35,7 @@ setup(
             "sbdino-prepare=speechbrain_dino.prepare.__main__:main",
             "sbdino-synthetic=speechbrain_dino.synthetic.__main__:main",
             "sbdino-make-trials=speechbrain_dino.verification.make_trials:main",
-            "sbdino-embed=speechbrain_dino.embed:main",
+            "sbdino-embed=speechbrain_dino.inference.embed:main",
         ]
     },
 )

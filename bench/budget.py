@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import yaml
 
-from speechbrain_dino.stages import run_recipe
+from speechbrain_dino.pipeline.stages import run_recipe
 
 PROBE_BATCHES = (2, 8)
 

@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import SHARED_DATA, write_result  # noqa: E402
 
-from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
 from speechbrain_dino.recipes import train_dino  # noqa: E402
 from speechbrain_dino.training.brains import base  # noqa: E402
 

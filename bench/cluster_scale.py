@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
 from speechbrain_dino.pseudo_labels.clustering import agglomerate, kmeans
-from speechbrain_dino.memory import own_peak_rss_gb
+from speechbrain_dino.pipeline.memory import own_peak_rss_gb
 from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label
 from speechbrain_dino.pseudo_labels.metrics import purity

@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, SHARED_DATA, machine  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
-from speechbrain_dino.embeddings import extract_embeddings  # noqa: E402
+from speechbrain_dino.inference.embeddings import extract_embeddings  # noqa: E402
 from speechbrain_dino.errors import DataError  # noqa: E402
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig  # noqa: E402
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label  # noqa: E402
 from speechbrain_dino.pseudo_labels.metrics import cluster_metrics  # noqa: E402

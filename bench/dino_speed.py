@@ -30,7 +30,7 @@ from speechbrain_dino.training.brains.multicrop import views_to_rows  # noqa: E4
 from speechbrain_dino.data.crops import multicrop_pipeline  # noqa: E402
 from speechbrain_dino.data.dataio import dataset_from_manifest  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
-from speechbrain_dino.recipe_utils import load_hparams  # noqa: E402
+from speechbrain_dino.config.loading import load_hparams  # noqa: E402
 
 
 def per_batch_seconds(function, batches) -> float:

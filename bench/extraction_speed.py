@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import SHARED_DATA, write_result  # noqa: E402
 
-from speechbrain_dino.audio import load_audio  # noqa: E402
-from speechbrain_dino.embeddings import extract_embeddings, load_encoder  # noqa: E402
-from speechbrain_dino.export import Architecture, export_pretrained  # noqa: E402
+from speechbrain_dino.data.audio import load_audio  # noqa: E402
+from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder  # noqa: E402
+from speechbrain_dino.inference.export import Architecture, export_pretrained  # noqa: E402
 from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
@@ -42,7 +42,7 @@ def measure(args: argparse.Namespace) -> List[str]:
     """Runs both extraction paths; returns the Markdown lines of the result."""
     work = tempfile.mkdtemp(prefix="sbdino-bench-")
     prepare_ravdess(os.path.join(SHARED_DATA, "ravdess"), os.path.join(work, "ravdess.csv"))
-    from speechbrain_dino.manifest import read_manifest
+    from speechbrain_dino.data.manifest import read_manifest
 
     rows = [row for row in read_manifest(os.path.join(work, "ravdess.csv")) if int(row["spk_id"]) >= 17]
     rows = rows[: args.limit]

@@ -28,8 +28,8 @@ from objectives import SYSTEMS, WARM_STARTS, slug  # noqa: E402
 from run_all import EVAL_SETS, Study, System, markdown_table, publish  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.stages import read_verification  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.pipeline.stages import read_verification  # noqa: E402
 from speechbrain_dino.verification.evaluation import paired_eer_change  # noqa: E402
 
 VERSIONS = ("old", "new")

@@ -31,7 +31,7 @@ from rounds_study import AAM_YAML, PIPELINE_YAML, aam_epochs  # noqa: E402
 from run_all import System, markdown_table, publish  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
-from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
 
 #: Variant name -> (label source, AAM overrides on top of the pipeline's ``aam_overrides``).
 VARIANTS: Dict[str, tuple] = {

@@ -55,11 +55,11 @@ from common import REPO, SHARED_DATA, machine  # noqa: E402
 from run_all import EMOTION_YAML, EVAL_SETS, FIGURES, Study, System, markdown_table, publish  # noqa: E402
 from study_data import prepare_study_data  # noqa: E402
 
-from speechbrain_dino.baselines import BASELINES, embeddings_cache  # noqa: E402
-from speechbrain_dino.embeddings import EmbeddingTable  # noqa: E402
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.stages import read_emotion, read_json, read_verification  # noqa: E402
+from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache  # noqa: E402
+from speechbrain_dino.inference.embeddings import EmbeddingTable  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.pipeline.stages import read_emotion, read_json, read_verification  # noqa: E402
 from speechbrain_dino.training.rank_monitor import effective_rank  # noqa: E402
 from speechbrain_dino.training.snapshots import SNAPSHOTS_FOLDER  # noqa: E402
 from speechbrain_dino.verification.bootstrap import SpeakerBootstrap, TrialSpeakers, eer_interval  # noqa: E402

@@ -35,13 +35,13 @@ from objectives import EVAL_SETS, ObjectivesStudy  # noqa: E402
 from run_all import FIGURES, System, markdown_table, publish  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
-from speechbrain_dino.baselines import BASELINES  # noqa: E402
-from speechbrain_dino.export import read_metadata  # noqa: E402
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pipeline import gate_round  # noqa: E402
+from speechbrain_dino.inference.baselines import BASELINES  # noqa: E402
+from speechbrain_dino.inference.export import read_metadata  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.pipeline.run import gate_round  # noqa: E402
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
 from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
 
 PIPELINE_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml")
 PSEUDO_LABEL_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pseudo_label.yaml")

@@ -50,12 +50,12 @@ from common import REPO, SHARED_DATA, machine  # noqa: E402
 from study_data import StudyData, assert_unseen, describe, prepare_study_data  # noqa: E402
 from study_figures import det_figure, embedding_map  # noqa: E402
 
-from speechbrain_dino.baselines import BASELINES, embeddings_cache, mfcc_statistics  # noqa: E402
-from speechbrain_dino.embeddings import EmbeddingTable  # noqa: E402
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache, mfcc_statistics  # noqa: E402
+from speechbrain_dino.inference.embeddings import EmbeddingTable  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.stages import StageRunner, StageUsage, read_emotion, read_json, read_verification  # noqa: E402
+from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.pipeline.stages import StageRunner, StageUsage, read_emotion, read_json, read_verification  # noqa: E402
 from speechbrain_dino.verification.evaluation import score_file  # noqa: E402
 
 RESULTS = os.path.join(REPO, "bench", "results")

@@ -29,7 +29,7 @@ from common import SHARED_DATA, machine  # noqa: E402
 from run_all import EVAL_SETS, markdown_table, publish  # noqa: E402
 from study_data import StudyData, prepare_study_data  # noqa: E402
 
-from speechbrain_dino.manifest import read_manifest  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
 from speechbrain_dino.verification.bootstrap import (  # noqa: E402
     DRAWS, Interval, SpeakerBootstrap, TrialSpeakers, eer_interval, relative_change,
 )

@@ -29,8 +29,8 @@ from typing import Dict, List, Sequence, Set
 
 import soundfile
 
-from speechbrain_dino.audio import load_audio
-from speechbrain_dino.manifest import Row, read_manifest, write_manifest
+from speechbrain_dino.data.audio import load_audio
+from speechbrain_dino.data.manifest import Row, read_manifest, write_manifest
 from speechbrain_dino.prepare.folder import prepare_folder
 from speechbrain_dino.prepare.librispeech import prepare_librispeech
 from speechbrain_dino.prepare.ravdess import prepare_ravdess

@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 
-from speechbrain_dino.embeddings import EmbeddingTable
-from speechbrain_dino.manifest import Row
+from speechbrain_dino.inference.embeddings import EmbeddingTable
+from speechbrain_dino.data.manifest import Row
 from speechbrain_dino.verification.metrics import plot_det
 
 

@@ -7,7 +7,7 @@ from typing import List
 
 from conftest import write_tone
 
-from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.data.manifest import write_manifest
 
 #: Overrides that shrink hparams/demo/dino_ecapa.yaml to seconds per epoch on CPU.
 TINY_OVERRIDES = [

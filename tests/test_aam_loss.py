@@ -6,19 +6,19 @@ import re
 
 import pytest
 import torch
+from dino_setup import run_recipe
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
-from dino_setup import run_recipe
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import Architecture, export_pretrained
-from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
+from speechbrain_dino.inference.export import Architecture, export_pretrained
+from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.training import aam_loss
 from speechbrain_dino.training.aam_loss import AAMSoftmaxLoss, check_subcenters, max_over_subcenters
 from speechbrain_dino.training.run_inputs import INPUTS_FILE
 from speechbrain_dino.training.schedules import FineTuneSchedule
-from speechbrain_dino.synthetic.corpus import generate_corpus
 
 DEMO_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"

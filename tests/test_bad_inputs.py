@@ -8,20 +8,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_tone
 from dino_setup import TINY_OVERRIDES, tone_corpus
-from speechbrain_dino.audio import load_audio
-from speechbrain_dino.embeddings import extract_embeddings, load_encoder
+
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
+from speechbrain_dino.data.audio import load_audio
+from speechbrain_dino.data.file_modes import shareable
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
+from speechbrain_dino.data.short_clips import MIN_CLIP_SECONDS, drop_short_rows
 from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import Fold
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import ENCODER_FILE, Architecture, export_pretrained, load_pretrained_encoder
-from speechbrain_dino.file_modes import shareable
-from speechbrain_dino.manifest import read_manifest, write_manifest
+from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder
+from speechbrain_dino.inference.export import ENCODER_FILE, Architecture, export_pretrained, load_pretrained_encoder
 from speechbrain_dino.prepare.librispeech import prepare_librispeech
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
-from speechbrain_dino.short_clips import MIN_CLIP_SECONDS, drop_short_rows
 from speechbrain_dino.training.run_inputs import claim_output_folder
 from speechbrain_dino.verification import make_trials
 

@@ -8,9 +8,9 @@ import torch
 from speechbrain.lobes.features import MFCC
 from speechbrain.utils.metric_stats import EER
 
-from speechbrain_dino.baselines import mfcc_statistics
+from speechbrain_dino.data.manifest import write_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.inference.baselines import mfcc_statistics
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.synthetic.synthesis import synthesize_utterance
 

@@ -12,8 +12,8 @@ from budget import epochs_for_budget, plain_values, remaining_share  # noqa: E40
 from run_all import System, replace_block  # noqa: E402
 from study_data import assert_unseen, prepare_study_data  # noqa: E402
 
-from speechbrain_dino.manifest import read_manifest, write_manifest  # noqa: E402
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
+from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

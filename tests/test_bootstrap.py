@@ -4,10 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speechbrain_dino.verification.bootstrap import (
-    SpeakerBootstrap, TrialSpeakers, draw_counts, trial_weights, weighted_eers,
-)
 from speechbrain_dino.errors import DataError
+from speechbrain_dino.verification.bootstrap import (
+    SpeakerBootstrap,
+    TrialSpeakers,
+    draw_counts,
+    trial_weights,
+    weighted_eers,
+)
 from speechbrain_dino.verification.evaluation import paired_eer_change
 from speechbrain_dino.verification.metrics import equal_error_rate, error_counts
 from speechbrain_dino.verification.trials import Trials, write_trials

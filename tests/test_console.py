@@ -2,9 +2,9 @@
 estimate; the results table keeps only filled columns and says what each system is."""
 import io
 
-from speechbrain_dino.console import StageConsole, format_duration
-from speechbrain_dino.pipeline import legend, results_table, table_row
-from speechbrain_dino.stage_summaries import (
+from speechbrain_dino.pipeline.console import StageConsole, format_duration
+from speechbrain_dino.pipeline.run import legend, results_table, table_row
+from speechbrain_dino.pipeline.summaries import (
     emotion_summary,
     pseudo_label_summary,
     training_summary,

@@ -5,11 +5,11 @@ import re
 
 import pytest
 import torch
-
 from dino_setup import TINY_OVERRIDES, run_recipe, tone_corpus
+
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import load_encoder_weights, load_pretrained_encoder
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
+from speechbrain_dino.inference.export import load_encoder_weights, load_pretrained_encoder
 from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 
 TINY_HEAD = "--student_head={hidden_size: 64, bottleneck_size: 32, expander_size: 48}"

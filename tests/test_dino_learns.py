@@ -11,16 +11,16 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from dino_setup import run_recipe as run_demo_recipe
-from speechbrain_dino.embeddings import extract_embeddings
-from speechbrain_dino.export import export_random_init
-from speechbrain_dino.manifest import write_manifest
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
-from speechbrain_dino.verification.scoring import cosine_scores
+
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
+from speechbrain_dino.data.manifest import write_manifest
+from speechbrain_dino.inference.embeddings import extract_embeddings
+from speechbrain_dino.inference.export import export_random_init
 from speechbrain_dino.synthetic.corpus import generate_corpus
-from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.metrics import verification_metrics
+from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.verification.trial_generation import generate_trials
 
 SMALL_DINO = [
     "--student={channels: [64, 64, 64, 64, 192], attention_channels: 32, se_channels: 32}",

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 import torch
-
-from dino_setup import TINY_OVERRIDES, tone_corpus
+from dino_setup import TINY_OVERRIDES
 from dino_setup import run_recipe as run_named_recipe
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
+from dino_setup import tone_corpus
+
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

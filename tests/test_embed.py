@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_dino.embed import main as embed_main
-from speechbrain_dino.export import Architecture, export_pretrained, recorded_threshold
-from speechbrain_dino.manifest import write_manifest
+from speechbrain_dino.data.manifest import write_manifest
+from speechbrain_dino.inference.embed import main as embed_main
+from speechbrain_dino.inference.export import Architecture, export_pretrained, recorded_threshold
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
@@ -72,7 +72,7 @@ def trained(corpus, tmp_path_factory):
 def test_embed_writes_what_encoder_classifier_gives_one_file_at_a_time(tmp_path, capsys):
     from speechbrain.inference.speaker import EncoderClassifier
 
-    from speechbrain_dino.audio import load_audio
+    from speechbrain_dino.data.audio import load_audio
 
     rows = generate_corpus(tmp_path / "audio", speakers=2, utterances=3, emotions=1, seed=1, min_seconds=1.0,
                            max_seconds=3.0)

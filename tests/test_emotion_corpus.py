@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from speechbrain_dino.baselines import mfcc_statistics
 from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
+from speechbrain_dino.inference.baselines import mfcc_statistics
 from speechbrain_dino.synthetic.corpus import generate_corpus
 
 

@@ -12,7 +12,7 @@ def run(*command, cwd=None):
     return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-@pytest.mark.parametrize("module", ["speechbrain_dino.prepare", "speechbrain_dino.make_trials",
+@pytest.mark.parametrize("module", ["speechbrain_dino.prepare", "speechbrain_dino.verification.make_trials",
                                     "speechbrain_dino.synthetic"])
 def test_module_command_lines_show_their_usage(module):
     result = run("-m", module, "--help")

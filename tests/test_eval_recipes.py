@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
-
 from conftest import write_tone
-from speechbrain_dino.export import Architecture, export_pretrained
+
+from speechbrain_dino.inference.export import Architecture, export_pretrained
 from speechbrain_dino.prepare.voxceleb import prepare_voxceleb
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

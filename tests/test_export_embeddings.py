@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_dino.embeddings import EmbeddingTable, extract_embeddings, plan_segments
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import Architecture, export_pretrained
+from speechbrain_dino.inference.embeddings import EmbeddingTable, extract_embeddings, plan_segments
+from speechbrain_dino.inference.export import Architecture, export_pretrained
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 SMALL_ECAPA = dict(
@@ -47,7 +47,7 @@ def test_pretrained_loads_offline_in_fresh_process_and_matches_extraction(export
         socket.create_connection = no_network
         import torch
         from speechbrain.inference.speaker import EncoderClassifier
-        from speechbrain_dino.audio import load_audio
+        from speechbrain_dino.data.audio import load_audio
         enc = EncoderClassifier.from_hparams(source={str(exported)!r}, savedir={str(tmp_path / 'sd')!r})
         rows = json.loads(sys.argv[1])
         with torch.no_grad():
@@ -70,7 +70,7 @@ def test_pretrained_loads_offline_in_fresh_process_and_matches_extraction(export
 def test_cache_is_reused_and_invalidated_by_model_change(exported, rows, tmp_path, monkeypatch):
     cache = tmp_path / "emb.npz"
     first = extract_embeddings(exported, rows, cache_path=cache, progress=False)
-    import speechbrain_dino.embeddings as embeddings
+    import speechbrain_dino.inference.embeddings as embeddings
 
     def fail(*args, **kwargs):
         raise AssertionError("should have used the cache")
@@ -103,7 +103,7 @@ def test_non_folder_source_is_rejected_before_any_hub_lookup(tmp_path):
 DISTRIBUTED_SCRIPT = """
 import json, sys
 import torch.distributed as dist
-from speechbrain_dino.embeddings import extract_embeddings
+from speechbrain_dino.inference.embeddings import extract_embeddings
 dist.init_process_group("gloo")
 rows = json.loads(open(sys.argv[2]).read())
 extract_embeddings(sys.argv[1], rows, cache_path=sys.argv[3], progress=False)

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import torch
-
 from dino_setup import TINY_OVERRIDES, tone_corpus
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
+
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(REPO, "tests", "fault_runner.py")

@@ -7,13 +7,13 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from speechbrain_dino.errors import DataError
 from speechbrain_dino.emotion.folds import (
     Fold,
     assert_speaker_independent,
     detect_protocol,
     speaker_independent_folds,
 )
+from speechbrain_dino.errors import DataError
 
 Row = Dict[str, str]
 

@@ -11,9 +11,9 @@ import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml.comments import CommentedMap, TaggedScalar
 
-from speechbrain_dino import recipe_settings
+from speechbrain_dino.config import recipe_settings
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.config.presets import PRESETS, generated
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
 
 YAMLS = sorted(glob.glob(os.path.join(HPARAMS_FOLDER, "**", "*.yaml"), recursive=True))
 #: file name -> the keys its recipe reads (every other file trains with train_dino)

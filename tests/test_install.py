@@ -20,7 +20,7 @@ PACKAGE_FOLDERS = ("site-packages", "dist-packages")
 STAGE = """
 import json, sys
 import speechbrain_dino
-from speechbrain_dino.stages import StageRunner
+from speechbrain_dino.pipeline.stages import StageRunner
 stages = StageRunner(run_options=json.loads(sys.argv[3]))
 pretrained = stages.train_dino("hparams/demo/dino_ecapa.yaml", sys.argv[1], sys.argv[2])
 print(json.dumps({"package": speechbrain_dino.__file__, "pretrained": pretrained}))

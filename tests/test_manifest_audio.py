@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_dino.audio import audio_info, load_audio
+from speechbrain_dino.data.audio import audio_info, load_audio
+from speechbrain_dino.data.manifest import read_manifest, summarize, write_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import read_manifest, summarize, write_manifest
 
 
 def write_csv(path, text):

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from speechbrain_dino.memory import PeakMemoryMonitor, peak_rss_gb
+from speechbrain_dino.pipeline.memory import PeakMemoryMonitor, peak_rss_gb
 
 GB = 2**30
 

@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
+from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.errors import StageFailed
-from speechbrain_dino.pipeline import Pipeline
-from speechbrain_dino.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
-from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
-from speechbrain_dino.stages import StageRunner, override_args
+from speechbrain_dino.pipeline.run import Pipeline
+from speechbrain_dino.pipeline.stages import StageRunner, override_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENCODER = {

@@ -8,9 +8,9 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.pseudo_labels.plda import fit_plda, group_llr, member_posteriors
 from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label
+from speechbrain_dino.pseudo_labels.plda import fit_plda, group_llr, member_posteriors
 
 
 def brute_log_likelihood(y: np.ndarray, psi: np.ndarray) -> float:

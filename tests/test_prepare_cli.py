@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.prepare.__main__ import build_parser, main
 
 

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.prepare import (
     prepare_cremad,
     prepare_iemocap,

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from speechbrain_dino.recipe_help import top_level_settings
-from speechbrain_dino.recipe_utils import _read_yaml, find_hparams
+from speechbrain_dino.config.help import top_level_settings
+from speechbrain_dino.config.loading import _read_yaml, find_hparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: recipe -> (its default YAML, a key of it, another YAML it runs with)

@@ -4,14 +4,13 @@ import os
 import textwrap
 
 import pytest
-
 from speechbrain.dataio.dataloader import make_dataloader
 
+from speechbrain_dino.config.loading import HPARAMS_FOLDER, data_error_message, find_hparams, load_hparams
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import Architecture
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER, data_error_message, find_hparams, load_hparams
+from speechbrain_dino.inference.export import Architecture
 
 
 def test_worker_data_errors_reduce_to_their_own_message(tmp_path):

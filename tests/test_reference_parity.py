@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dino_setup import TINY_OVERRIDES, run_recipe, tone_corpus
 from torch import nn
 
-from dino_setup import TINY_OVERRIDES, run_recipe, tone_corpus
-from speechbrain_dino.recipe_utils import HPARAMS_FOLDER, load_hparams
+from speechbrain_dino.config.loading import HPARAMS_FOLDER, load_hparams
 from speechbrain_dino.training.brains import base as brain_base
 from speechbrain_dino.training.brains.ssl import SelfDistillationBrain
 from speechbrain_dino.training.clipping import clip_gradients_

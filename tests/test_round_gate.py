@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from speechbrain_dino.console import StageConsole
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.pipeline import Pipeline
+from speechbrain_dino.pipeline.console import StageConsole
+from speechbrain_dino.pipeline.run import Pipeline
 from speechbrain_dino.pseudo_labels.round_gate import decide, hold_out_members, write_gate_data
 from speechbrain_dino.training.fine_tuning import budgeted_epochs
 from speechbrain_dino.verification.trials import read_trials

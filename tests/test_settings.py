@@ -8,9 +8,9 @@ import sys
 import pytest
 import ruamel.yaml
 
-from speechbrain_dino import recipe_settings
+from speechbrain_dino.config import recipe_settings
+from speechbrain_dino.config.settings import Nested, Setting, check_run_options, check_settings
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.settings import Nested, Setting, check_run_options, check_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 from numpy.lib.stride_tricks import sliding_window_view
 
-from speechbrain_dino.audio import audio_info
+from speechbrain_dino.data.audio import audio_info
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.synthetic.__main__ import main
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.synthetic.synthesis import synthesize_utterance

@@ -212,8 +212,8 @@ def test_generation_needs_speakers_and_known_columns():
 
 
 def test_make_trials_cli_writes_and_never_overwrites(tmp_path):
+    from speechbrain_dino.data.manifest import write_manifest
     from speechbrain_dino.verification.make_trials import main as make_trials
-    from speechbrain_dino.manifest import write_manifest
 
     rows = [
         {"ID": f"s{s}_u{u}", "duration": 1.0, "wav": f"/x/s{s}_u{u}.wav", "spk_id": f"s{s}", "emotion": f"e{u % 2}"}

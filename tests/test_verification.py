@@ -10,8 +10,8 @@ import torch
 from sklearn.metrics import roc_curve
 from speechbrain.utils.metric_stats import EER, minDCF
 
-from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
 from speechbrain_dino.verification.metrics import plot_det, verification_metrics
+from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
 
 
 def random_trials(seed, n_target, n_nontarget, decimals=None):

@@ -233,7 +233,7 @@ def generated(hparams_folder: str) -> Dict[str, str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from speechbrain_dino.recipe_utils import HPARAMS_FOLDER
+    from speechbrain_dino.config.loading import HPARAMS_FOLDER
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the hparams/demo/ files")

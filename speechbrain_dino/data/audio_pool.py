@@ -11,7 +11,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from speechbrain_dino.audio import AUDIO_EXTENSIONS, audio_info, load_audio
+from speechbrain_dino.data.audio import AUDIO_EXTENSIONS, audio_info, load_audio
 from speechbrain_dino.data.crops import circular_slices
 from speechbrain_dino.errors import DataError, PathLike
 

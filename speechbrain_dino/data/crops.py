@@ -22,7 +22,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from speechbrain.utils.data_pipeline import provides, takes
 
-from speechbrain_dino.audio import load_audio
+from speechbrain_dino.data.audio import load_audio
 
 
 @dataclass(frozen=True)

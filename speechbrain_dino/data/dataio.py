@@ -14,8 +14,8 @@ import numpy as np
 from speechbrain.dataio.dataset import DynamicItemDataset
 from torch.utils.data import Sampler
 
+from speechbrain_dino.data.manifest import REQUIRED_FIELDS, Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import REQUIRED_FIELDS, Row, read_manifest
 
 
 def dataset_from_rows(rows: Sequence[Row]) -> DynamicItemDataset:

@@ -10,16 +10,16 @@ A corpus module only knows its layout: it walks ``data_folder`` and turns each f
    ``reused=True``. Like SpeechBrain, new or removed files under an unchanged ``data_folder`` are
    not detected: delete the manifest to force a new scan.
 3. Utterance IDs must be unique: a clash is a :class:`DataError` naming both files.
-4. Each file's header is read with :func:`~speechbrain_dino.audio.audio_info` (no decoding) for its
+4. Each file's header is read with :func:`~speechbrain_dino.data.audio.audio_info` (no decoding) for its
    duration and sample rate.
-5. The manifest is written with :func:`~speechbrain_dino.manifest.write_manifest`, then the sidecar.
+5. The manifest is written with :func:`~speechbrain_dino.data.manifest.write_manifest`, then the sidecar.
 
 Skip reasons. *Invalid* files (``unreadable``, ``empty``, ``unexpected_name``, ``no_label``,
 ``missing_audio``) are counted and logged with their first few paths when ``skip_invalid`` is True,
 and raise :class:`DataError` naming the file when it is False. *Filtered* rows (``too_short``,
 ``label_not_kept``, ``split_not_kept``, ``not_speech``, ``trial_speaker``) are always just counted;
 ``too_short`` is below ``min_duration`` or the encoders' shortest input
-(:data:`~speechbrain_dino.short_clips.MIN_CLIP_SECONDS`).
+(:data:`~speechbrain_dino.data.short_clips.MIN_CLIP_SECONDS`).
 
 Sample rates. A file whose rate differs from ``sample_rate`` is a :class:`DataError` unless
 ``resample=True``; then its row is kept (its duration is still exact, taken at its own rate), the
@@ -40,10 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from speechbrain_dino.audio import AUDIO_EXTENSIONS, AudioInfo, audio_info
+from speechbrain_dino.data.audio import AUDIO_EXTENSIONS, AudioInfo, audio_info
+from speechbrain_dino.data.manifest import Row, summarize, write_manifest
+from speechbrain_dino.data.short_clips import MIN_CLIP_SECONDS
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import Row, summarize, write_manifest
-from speechbrain_dino.short_clips import MIN_CLIP_SECONDS
 
 logger = logging.getLogger(__name__)
 

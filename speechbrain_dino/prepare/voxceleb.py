@@ -27,7 +27,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Set
 
-from speechbrain_dino.audio import AUDIO_EXTENSIONS
+from speechbrain_dino.data.audio import AUDIO_EXTENSIONS
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.prepare.common import (
     ScanReport,

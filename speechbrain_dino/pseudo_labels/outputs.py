@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from speechbrain_dino.data.manifest import Row, write_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import Row, write_manifest
 from speechbrain_dino.pseudo_labels.labelling import PseudoLabels
 
 LABELS_FILE = "pseudo_labels.csv"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from speechbrain_dino.pseudo_labels.clustering import cluster_sums, l2_normalize, nearest_neighbors
 from speechbrain_dino.errors import DataError
+from speechbrain_dino.pseudo_labels.clustering import cluster_sums, l2_normalize, nearest_neighbors
 
 #: Rows per block in :func:`member_posteriors` (bounds its memory: block x candidates x D).
 POSTERIOR_BLOCK_ROWS = 8192

@@ -28,8 +28,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence, Set, Tuple
 
+from speechbrain_dino.data.manifest import Row, write_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import Row, write_manifest
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
 

@@ -15,13 +15,13 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.baselines import checked_baselines, system_embeddings
+from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.config.recipe_settings import EVAL_EMOTION, EVAL_EMOTION_KEYS
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
 from speechbrain_dino.emotion.outputs import write_outputs
-from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import EVAL_EMOTION, EVAL_EMOTION_KEYS
-from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
 
 
 @exit_on_data_error

@@ -17,12 +17,17 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.baselines import checked_baselines, system_embeddings
-from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import EVAL_VERIFICATION, EVAL_VERIFICATION_KEYS
-from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.config.recipe_settings import EVAL_VERIFICATION, EVAL_VERIFICATION_KEYS
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.verification.evaluation import (
-    cohort_means, manifest_speakers, read_cohort, results_line, verify, write_outputs,
+    cohort_means,
+    manifest_speakers,
+    read_cohort,
+    results_line,
+    verify,
+    write_outputs,
 )
 from speechbrain_dino.verification.trials import read_trials
 

@@ -15,8 +15,10 @@ import sys
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.embeddings import extract_embeddings
-from speechbrain_dino.manifest import read_manifest
+from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, load_recipe
+from speechbrain_dino.config.recipe_settings import PSEUDO_LABEL, PSEUDO_LABEL_KEYS
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.inference.embeddings import extract_embeddings
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label
 from speechbrain_dino.pseudo_labels.outputs import (
     check_trainable,
@@ -26,8 +28,6 @@ from speechbrain_dino.pseudo_labels.outputs import (
     summary_line,
     write_outputs,
 )
-from speechbrain_dino.recipe_settings import PSEUDO_LABEL, PSEUDO_LABEL_KEYS
-from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, load_recipe
 
 
 @exit_on_data_error

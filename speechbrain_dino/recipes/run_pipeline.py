@@ -8,7 +8,7 @@
 With the demo YAML it first generates the synthetic corpus and splits it by speaker: training
 speakers for pretraining and pseudo-labelling (labels never used), held-out speakers for the
 verification trials and the emotion folds. Each stage runs in its own subfolder (see
-:mod:`speechbrain_dino.pipeline`); rerunning skips finished stages and resumes an interrupted one.
+:mod:`speechbrain_dino.pipeline.run`); rerunning skips finished stages and resumes an interrupted one.
 The terminal shows one line per stage as it starts and ends (its wall time and key number, the
 elapsed time and an estimate of what remains); each stage's full output goes to
 ``stage_output.log`` in its folder, and ``--verbose`` streams it to the terminal too. Prints where
@@ -19,11 +19,11 @@ import sys
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.console import quiet_terminal_logging
-from speechbrain_dino.pipeline import Pipeline, prepare_synthetic_data
-from speechbrain_dino.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
-from speechbrain_dino.recipe_utils import exit_on_data_error, load_recipe
-from speechbrain_dino.settings import check_stage_run_options
+from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
+from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
+from speechbrain_dino.config.settings import check_stage_run_options
+from speechbrain_dino.pipeline.console import quiet_terminal_logging
+from speechbrain_dino.pipeline.run import Pipeline, prepare_synthetic_data
 
 #: The flag that streams every stage's output (the YAML's ``verbose``; a bare flag means true).
 VERBOSE_FLAG = "--verbose"

@@ -16,13 +16,13 @@ import sys
 
 import speechbrain as sb
 
+from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.config.recipe_settings import TRAIN_DINO, TRAIN_DINO_KEYS
 from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
-from speechbrain_dino.export import Architecture, pretrained_weights
-from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.recipe_settings import TRAIN_DINO, TRAIN_DINO_KEYS
-from speechbrain_dino.recipe_utils import data_replacements, exit_on_data_error, fit_and_export, load_recipe
-from speechbrain_dino.short_clips import drop_short_rows
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.data.short_clips import drop_short_rows
+from speechbrain_dino.inference.export import Architecture, pretrained_weights
 from speechbrain_dino.training.run_inputs import claim_output_folder
 
 

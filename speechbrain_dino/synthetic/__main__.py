@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from speechbrain_dino.data.manifest import summarize
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import summarize
 from speechbrain_dino.synthetic.corpus import MANIFEST_FILE, generate_corpus
 from speechbrain_dino.synthetic.voices import EMOTION_NAMES
 

@@ -19,8 +19,8 @@ from typing import List, Optional
 import numpy as np
 import soundfile as sf
 
+from speechbrain_dino.data.manifest import Row, read_manifest, write_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import Row, read_manifest, write_manifest
 from speechbrain_dino.synthetic.synthesis import synthesize_utterance
 from speechbrain_dino.synthetic.voices import EMOTION_NAMES, LENGTH_STREAM, random_stream
 

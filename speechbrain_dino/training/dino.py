@@ -19,7 +19,6 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from speechbrain_dino.training.mlp import build_mlp, flatten_embeddings
 
-
 #: ``DINOHead(prototypes=...)``: trained, or kept at their random start.
 PROTOTYPE_MODES = ("learnable", "fixed")
 

@@ -15,9 +15,9 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
 from torch import nn
 
+from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.export import Architecture, load_pretrained_encoder
-from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.inference.export import Architecture, load_pretrained_encoder
 
 
 def labelled_rows(csv_path: PathLike, replacements: Optional[Mapping[str, str]] = None) -> List[Row]:

@@ -16,7 +16,7 @@ import os
 from typing import Any, Dict, FrozenSet, Mapping, Optional
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import Architecture
+from speechbrain_dino.inference.export import Architecture
 
 #: Folder of the snapshots inside a training run's output folder.
 SNAPSHOTS_FOLDER = "snapshots"

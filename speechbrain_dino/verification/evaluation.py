@@ -15,13 +15,13 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from speechbrain_dino.embeddings import EmbeddingTable
+from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.inference.embeddings import EmbeddingTable
 from speechbrain_dino.verification.bootstrap import DRAWS, Interval, SpeakerBootstrap, TrialSpeakers
+from speechbrain_dino.verification.metrics import plot_det, verification_metrics
 from speechbrain_dino.verification.scoring import as_norm, cosine_scores, speaker_means
 from speechbrain_dino.verification.trials import Trials, read_scores, same_trials, write_trials
-from speechbrain_dino.verification.metrics import plot_det, verification_metrics
 
 logger = logging.getLogger(__name__)
 

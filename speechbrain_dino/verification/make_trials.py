@@ -1,6 +1,6 @@
 """Command line for verification trials over a labelled manifest (corpora without official lists).
 
-    python -m speechbrain_dino.make_trials --manifest held_out.csv --output trials.txt \
+    python -m speechbrain_dino.verification.make_trials --manifest held_out.csv --output trials.txt \
         --n_target 5000 --n_nontarget 5000 --cross emotion --seed 0
 
 Leave out the counts for every valid pair. ``--cross`` names manifest columns in which target
@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.errors import DataError, os_error_message
-from speechbrain_dino.manifest import read_manifest
 from speechbrain_dino.verification.trial_generation import generate_trials
 from speechbrain_dino.verification.trials import write_trials
 

@@ -15,8 +15,8 @@ from typing import Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from speechbrain_dino.data.manifest import Row
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import Row
 from speechbrain_dino.verification.trials import Trials
 
 logger = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 import torch
 
-from speechbrain_dino.embeddings import embed_segments, plan_segments
+from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.errors import PathLike
-from speechbrain_dino.manifest import read_manifest
-from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.inference.embeddings import embed_segments, plan_segments
 from speechbrain_dino.verification.metrics import equal_error_rate, error_counts, verification_metrics
+from speechbrain_dino.verification.scoring import cosine_scores
 from speechbrain_dino.verification.trials import read_trials
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import Architecture, export_pretrained
+from speechbrain_dino.inference.export import Architecture, export_pretrained
 from speechbrain_dino.training.clipping import clip_gradients_
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel

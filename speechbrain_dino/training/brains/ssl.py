@@ -9,7 +9,7 @@ import speechbrain as sb
 import torch
 
 from speechbrain_dino.errors import DataError
-from speechbrain_dino.export import load_encoder_weights
+from speechbrain_dino.inference.export import load_encoder_weights
 from speechbrain_dino.training.brains.multicrop import MultiCropBrain, views_to_rows
 from speechbrain_dino.training.dino import diagnose_collapse
 from speechbrain_dino.training.ema import ema_update_

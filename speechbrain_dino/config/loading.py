@@ -30,10 +30,10 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_dino.config.help import help_text, top_level_settings
+from speechbrain_dino.config.settings import SettingsTable, check_run_options, check_settings
 from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
-from speechbrain_dino.export import Architecture
-from speechbrain_dino.recipe_help import help_text, top_level_settings
-from speechbrain_dino.settings import SettingsTable, check_run_options, check_settings
+from speechbrain_dino.inference.export import Architecture
 from speechbrain_dino.training.snapshots import SnapshotPlan
 from speechbrain_dino.verification.validation import TrialValidator
 
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 def _hparams_folder() -> str:
     """The project's hparams folder: the repository's ``hparams/`` in a checkout (or an editable
     install), ``speechbrain_dino/hparams/`` where ``pip install .`` copied it (see ``setup.py``)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     installed = os.path.join(package, "hparams")
     return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package), "hparams")
 
@@ -161,7 +161,7 @@ def refuse_retired_extends(hparams_file: str) -> None:
 
 
 def print_help(argv: Sequence[str], usage: str, default_hparams: Optional[str]) -> None:
-    """Prints the recipe's ``--help`` (:mod:`speechbrain_dino.recipe_help`): the YAML is
+    """Prints the recipe's ``--help`` (:mod:`speechbrain_dino.config.help`): the YAML is
     ``argv[0]`` when given, else ``default_hparams``."""
     hparams_name = argv[0] if argv and not argv[0].startswith("-") else default_hparams
     settings = [] if hparams_name is None else top_level_settings(_read_yaml(find_hparams(hparams_name)))
@@ -173,7 +173,7 @@ def load_hparams(
 ) -> Tuple[str, str, Dict[str, Any]]:
     """Loads an hparams file with overrides, with one clear error for any failure.
 
-    ``settings`` (a recipe's table, see :mod:`speechbrain_dino.settings`) checks the overrides'
+    ``settings`` (a recipe's table, see :mod:`speechbrain_dino.config.settings`) checks the overrides'
     values first, before any object of the YAML is built.
 
     Arguments
@@ -245,7 +245,7 @@ def load_recipe(
     default_hparams : str, optional
         The YAML whose settings ``--help`` shows when ``argv`` names none.
     settings : SettingsTable, optional
-        The recipe's checked settings (:mod:`speechbrain_dino.recipe_settings`).
+        The recipe's checked settings (:mod:`speechbrain_dino.config.recipe_settings`).
     reads : sequence of str
         The keys the recipe reads from its YAML (``recipe_settings.*_KEYS``): a YAML without one is
         an error naming it.

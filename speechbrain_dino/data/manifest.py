@@ -14,8 +14,8 @@ import os
 import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from speechbrain_dino.data.file_modes import shareable
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.file_modes import shareable
 
 REQUIRED_FIELDS = ("ID", "duration", "wav", "spk_id")
 #: Optional columns in the order they are written after the required ones.

@@ -43,10 +43,10 @@ def pseudo_label_summary(report: Mapping[str, Any]) -> str:
 
 
 def verification_summary(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    """``"EER DINO 33.70%, mfcc_stats 23.02%"`` from :func:`~speechbrain_dino.stages.read_verification`."""
+    """``"EER DINO 33.70%, mfcc_stats 23.02%"`` from :func:`~speechbrain_dino.pipeline.stages.read_verification`."""
     return "EER " + ", ".join(f"{system} {metrics['raw']['EER']:.2f}%" for system, metrics in results.items())
 
 
 def emotion_summary(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """``"micro-F1 DINO 61.2%, ..."`` from :func:`~speechbrain_dino.stages.read_emotion`."""
+    """``"micro-F1 DINO 61.2%, ..."`` from :func:`~speechbrain_dino.pipeline.stages.read_emotion`."""
     return "micro-F1 " + ", ".join(f"{system} {values['micro_f1']:.2f}%" for system, values in results.items())

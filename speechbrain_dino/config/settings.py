@@ -1,6 +1,6 @@
 """Declarative checks of a recipe's settings: each key's type and range, before any work.
 
-A recipe declares a table ``{key: Setting}`` (see :mod:`speechbrain_dino.recipe_settings`); nested
+A recipe declares a table ``{key: Setting}`` (see :mod:`speechbrain_dino.config.recipe_settings`); nested
 keys are dotted (``crops.n_global``, ``schedule.base_lr``). :func:`check_settings` checks the
 overrides a run is given (the command line's ``--key=value`` and a preset's values) against it
 before the YAML is loaded, so a wrong type or an out-of-range value ends in one line naming the key

@@ -1,4 +1,4 @@
-"""Each recipe's table of checked settings (see :mod:`speechbrain_dino.settings`), and the keys
+"""Each recipe's table of checked settings (see :mod:`speechbrain_dino.config.settings`), and the keys
 each recipe reads from its YAML.
 
 Table keys are the YAMLs' (dotted for nested ones); a key a recipe's YAML does not have is
@@ -8,8 +8,7 @@ that lacks one stops with one line naming it, before any work.
 """
 from __future__ import annotations
 
-from speechbrain_dino.pseudo_labels.config import AUTO
-from speechbrain_dino.settings import (
+from speechbrain_dino.config.settings import (
     COUNT,
     FLAG,
     FRACTION,
@@ -21,6 +20,7 @@ from speechbrain_dino.settings import (
     Setting,
     SettingsTable,
 )
+from speechbrain_dino.pseudo_labels.config import AUTO
 from speechbrain_dino.training.brains.ssl import EXPORTED_ENCODERS, TEACHER_AUGMENTATIONS
 from speechbrain_dino.training.clipping import CLIPPING_MODES
 from speechbrain_dino.training.dino import PROTOTYPE_MODES, TARGET_METHODS

@@ -1,6 +1,6 @@
 """The whole method as one resumable run: [warm start ->] pretraining -> R x (pseudo-label -> AAM) -> evaluations.
 
-Each stage runs through the stage API (:mod:`speechbrain_dino.stages`): its recipe in its own
+Each stage runs through the stage API (:mod:`speechbrain_dino.pipeline.stages`): its recipe in its own
 process and folder under the pipeline's output folder, skipped when its outputs exist, resumed
 from its last checkpoint when it was interrupted. The results of all stages are gathered into one
 table (JSON and Markdown).
@@ -27,24 +27,25 @@ evaluated (its row says so), the previous encoder stays the run's final one, and
 runs (it would cluster the same embeddings again).
 
 Each stage's folder also holds ``stage_output.log``, everything the stage printed; the console
-shows one line per stage as it starts and ends (:mod:`speechbrain_dino.console`), or streams the
+shows one line per stage as it starts and ends (:mod:`speechbrain_dino.pipeline.console`), or streams the
 stages' output too with ``verbose``.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import glob
 import json
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from speechbrain_dino.baselines import BASELINE_DESCRIPTIONS
-from speechbrain_dino.console import StageConsole
-from speechbrain_dino.errors import DataError
-from speechbrain_dino.manifest import read_manifest, write_manifest
-from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
-from speechbrain_dino.pseudo_labels.round_gate import GateData, GateDecision, decide, write_gate_data
-from speechbrain_dino.stages import STAGE_LOG, StageRunner, StageUsage
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
+from speechbrain_dino.inference.baselines import BASELINE_DESCRIPTIONS
+from speechbrain_dino.pipeline.console import StageConsole
+from speechbrain_dino.pipeline.rounds import GATE_SIDES, Round, RoundRunner, RoundSettings
+from speechbrain_dino.pipeline.stages import STAGE_LOG, StageRunner, StageUsage
+from speechbrain_dino.pseudo_labels.outputs import read_report
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.verification.evaluation import manifest_speakers, paired_eer_change, score_file
 from speechbrain_dino.verification.trial_generation import generate_trials
@@ -95,8 +96,23 @@ def prepare_synthetic_data(
     write_trials(generate_trials(test, seed=seed, cross=trials_cross), os.path.join(data, "trials.txt"))
 
 
+@dataclasses.dataclass
+class Step:
+    """One step of a run: the stage of ``kind`` it starts (a recipe name; "" for bookkeeping that
+    starts none), what it does, and the round it belongs to (0: none) with its ``part``."""
+
+    kind: str
+    action: Callable[[], Optional[Callable[["Step"], bool]]]
+    round_index: int = 0
+    part: str = ""
+
+
 class Pipeline:
     """Runs the stages described by a pipeline YAML (see ``hparams/pipeline.yaml``).
+
+    The run is one list of :class:`Step` (:meth:`steps`); the console's count of stages is that
+    list's, and a step that learns the run will skip some (a round gate that cannot hold members
+    out, a rejected round ending the rounds) drops them from it.
 
     Arguments
     ---------
@@ -118,67 +134,146 @@ class Pipeline:
         self.pretraining_description = str(hparams.get("pretraining_description") or DINO_DESCRIPTION)
         self.output = os.path.abspath(hparams["output_folder"])
         self.rows: List[Dict[str, Any]] = []
+        self.encoder: Optional[str] = None  # the encoder the next round starts from
         self.final_encoder: Optional[str] = None
         self.usage: Dict[str, StageUsage] = {}
+        self.evaluations: Dict[str, Dict[str, Any]] = {}  # system -> {"verification": ..., "emotion": ...}
         data_root = hparams.get("data_root")
         self.stages = StageRunner(
             run_options=hparams.get("run_options") or [],
             shared_overrides={"data_root": data_root} if data_root else None,
             on_usage=self.usage.__setitem__,
-            console=StageConsole(self.plan(), verbose=bool(hparams.get("verbose"))),
+            console=StageConsole(verbose=bool(hparams.get("verbose"))),
         )
+        self.round_settings = RoundSettings.from_pipeline(hparams)
+        self.steps = self.plan_steps()
+        self.stages.console.replan(self.plan())
 
     def plan(self) -> List[str]:
         """The kind (recipe) of every stage :meth:`run` starts, in order."""
-        pretraining = ["train_dino"] * (2 if self.hparams.get("warm_start_hparams") else 1)
-        return [*pretraining, *self.evaluation_kinds(), *self.rounds_kinds(int(self.hparams["rounds"]))]
+        return [step.kind for step in self.steps if step.kind]
 
-    def evaluation_kinds(self) -> List[str]:
-        """The kinds of the stages that evaluate one encoder."""
-        return ["eval_verification"] + (["eval_emotion"] if self.hparams.get("emotion_csv") else [])
-
-    def rounds_kinds(self, rounds: int) -> List[str]:
-        """The kinds of the stages of ``rounds`` rounds, each gated when the YAML says so."""
-        gate = ["eval_verification"] * 2 if self.gate_share() else []
-        return ["pseudo_label", "train_aam", *gate, *self.evaluation_kinds()] * rounds
+    @property
+    def rounds(self) -> RoundRunner:
+        """The rounds' parts, run through :attr:`stages`."""
+        return RoundRunner(self.stages, self.round_settings, self.hparams["train_csv"], self.output)
 
     def gate_share(self) -> Optional[float]:
         """The share of each round's cluster members the round gate holds out; None: no gate."""
-        return (self.hparams.get("round_gate") or {}).get("heldout_share")
+        return self.round_settings.gate_share
 
     def folder(self, *parts: str) -> str:
         """A path inside the output folder."""
         return os.path.join(self.output, *parts)
 
-    def pretrain(self) -> str:
-        """The self-supervised stages: the warm start when the YAML has one, then the
-        ``pretraining_hparams`` run (started from the warm start's encoder); returns the latter's
-        ``pretrained/``."""
+    # ------------------------------------------------------------------ steps
+    def plan_steps(self) -> List[Step]:
+        """Every step of the run, in order: [warm start,] pretraining and its evaluation, then per
+        round: pseudo-labels, [the gate's hold-out,] fine-tuning, [the gate,] evaluation, its row."""
         hparams = self.hparams
-        overrides = dict(hparams.get("pretraining_overrides") or {})
-        if hparams.get("warm_start_hparams"):
-            overrides["init_from"] = self.stages.train_dino(
-                hparams["warm_start_hparams"], hparams["train_csv"], self.folder("warm_start"),
-                hparams.get("warm_start_overrides"), name="warm-start pretraining",
-            )
-        return self.stages.train_dino(hparams["pretraining_hparams"], hparams["train_csv"], self.folder("pretraining"),
-                                      overrides, name=f"{self.pretraining_name} pretraining")
+        steps = [Step("train_dino", self.warm_start)] if hparams.get("warm_start_hparams") else []
+        steps.append(Step("train_dino", self.pretrain))
+        steps += self.evaluation_steps(self.pretraining_name, lambda: self.encoder, self.folder("pretraining_eval"),
+                                       list(hparams.get("baselines") or []))
+        gated = bool(self.gate_share())
+        for index in range(1, int(hparams["rounds"]) + 1):
+            round_ = Round(index, start="")
+            steps.append(Step("pseudo_label", functools.partial(self.start_round, round_), index))
+            if gated:
+                steps.append(Step("", functools.partial(self.hold_out, round_), index))
+            steps.append(Step("train_aam", lambda round_=round_: self.rounds.fine_tune(round_), index))
+            if gated:
+                steps += [Step("eval_verification", lambda round_=round_, side=side: self.rounds.gate_verification(
+                    round_, side), index, "gate") for side in GATE_SIDES]
+                steps.append(Step("", functools.partial(self.decide, round_), index, "gate"))
+            steps += self.evaluation_steps(round_.name, lambda round_=round_: round_.encoder,
+                                           self.folder(f"round{index}", "eval"), [], index)
+            steps.append(Step("", functools.partial(self.end_round, round_), index))
+        return steps
 
-    def evaluate(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
-        """Verification and emotion evaluation of ``pretrained`` into ``folder``; adds the rows."""
+    def evaluation_steps(self, name: str, encoder: Callable[[], str], folder: str, baselines: Sequence[str],
+                         round_index: int = 0) -> List[Step]:
+        """Verification [and emotion] of the encoder ``encoder()`` as ``name`` into ``folder``, then
+        its table rows (the baselines' first)."""
+        steps = [Step("eval_verification", lambda: self.verify(name, encoder(), folder, baselines), round_index)]
+        if self.hparams.get("emotion_csv"):
+            steps.append(Step("eval_emotion", lambda: self.recognise_emotion(name, encoder(), folder, baselines),
+                              round_index))
+        steps.append(Step("", lambda: self.add_rows(name, baselines), round_index))
+        return steps
+
+    def warm_start(self) -> None:
+        """The first pretraining (e.g. the contrastive baseline), whose encoder starts the next."""
+        self.encoder = self.stages.train_dino(
+            self.hparams["warm_start_hparams"], self.hparams["train_csv"], self.folder("warm_start"),
+            self.hparams.get("warm_start_overrides"), name="warm-start pretraining",
+        )
+
+    def pretrain(self) -> None:
+        """The ``pretraining_hparams`` run (started from the warm start's encoder when there is one)."""
+        overrides = dict(self.hparams.get("pretraining_overrides") or {})
+        if self.encoder is not None:
+            overrides["init_from"] = self.encoder
+        self.encoder = self.stages.train_dino(self.hparams["pretraining_hparams"], self.hparams["train_csv"],
+                                              self.folder("pretraining"), overrides,
+                                              name=f"{self.pretraining_name} pretraining")
+
+    def verify(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
+        """Speaker verification of ``pretrained`` (and the baselines) into ``folder/verification``."""
         hparams = self.hparams
-        verification = self.stages.verification(
+        self.evaluations.setdefault(name, {})["verification"] = self.stages.verification(
             hparams["verification_hparams"], pretrained, hparams["test_csv"], hparams["trials"],
             os.path.join(folder, "verification"), name, baselines, cohort_csv=hparams.get("cohort_csv"),
         )
-        emotion = {}
-        if hparams.get("emotion_csv"):
-            emotion = self.stages.emotion(
-                hparams["emotion_hparams"], pretrained, hparams["emotion_csv"], os.path.join(folder, "emotion"),
-                name, baselines, overrides=hparams.get("emotion_overrides"),
-            )
-        for system in [*baselines, name]:  # the baselines' rows come first, the first time
-            self.rows.append(table_row(system, verification[system], emotion.get(system)))
+
+    def recognise_emotion(self, name: str, pretrained: str, folder: str, baselines: Sequence[str]) -> None:
+        """Emotion recognition from the embeddings of ``pretrained`` (and the baselines)."""
+        hparams = self.hparams
+        self.evaluations.setdefault(name, {})["emotion"] = self.stages.emotion(
+            hparams["emotion_hparams"], pretrained, hparams["emotion_csv"], os.path.join(folder, "emotion"),
+            name, baselines, overrides=hparams.get("emotion_overrides"),
+        )
+
+    def add_rows(self, name: str, baselines: Sequence[str]) -> None:
+        """The table rows of the baselines (the first time) and of ``name``."""
+        results = self.evaluations[name]
+        emotion = results.get("emotion", {})
+        for system in [*baselines, name]:
+            self.rows.append(table_row(system, results["verification"][system], emotion.get(system)))
+
+    def start_round(self, round_: Round) -> None:
+        """A round starts from the current encoder: its pseudo-labels."""
+        round_.start = self.encoder
+        self.rounds.cluster(round_)
+
+    def hold_out(self, round_: Round) -> Optional[Callable[[Step], bool]]:
+        """The gate's held-out members; when the clusters are too small, drops the round's gate."""
+        if self.rounds.hold_out(round_):
+            return None
+        return lambda step: step.round_index == round_.index and step.part == "gate"
+
+    def decide(self, round_: Round) -> Optional[Callable[[Step], bool]]:
+        """The gate's verdict; a rejected round is still evaluated but ends the rounds."""
+        self.rounds.decide(round_)
+        if round_.accepted:
+            return None
+        return lambda step: step.round_index > round_.index
+
+    def end_round(self, round_: Round) -> None:
+        """The round's row gets its EER change against the pretrained encoder, its clustering and
+        the gate's verdict; an accepted round's encoder starts the next round."""
+        row = self.rows[-1]
+        row["EER_change"] = self.change_from_pretraining(round_.name, self.folder(f"round{round_.index}", "eval"))
+        report = read_report(round_.labels)
+        row["clusters"] = report["clusters_after_filtering"]
+        row["kept_percent"] = 100.0 * report["kept_fraction"]
+        metrics = report.get("metrics") or {}
+        if metrics.get("kept"):
+            row["nmi"] = metrics["kept"]["nmi"]
+        if round_.decision is not None:
+            row["gate"] = round_.decision.cell()
+        if round_.accepted:
+            self.encoder = round_.encoder
 
     def change_from_pretraining(self, name: str, folder: str) -> Optional[str]:
         """The relative EER change of the encoder evaluated as ``name`` into ``folder`` against the
@@ -196,27 +291,19 @@ class Pipeline:
         change = paired_eer_change(*files, {row["ID"]: speaker for row, speaker in zip(rows, speakers)})
         return f"{change.value:+.0f}% [{change.low:+.0f}, {change.high:+.0f}]"
 
-    def add_clustering(self, labels_folder: str) -> None:
-        """Puts a round's clustering quality on the row of the model that follows it."""
-        report = read_report(labels_folder)
-        row = self.rows[-1]
-        row["clusters"] = report["clusters_after_filtering"]
-        row["kept_percent"] = 100.0 * report["kept_fraction"]
-        metrics = report.get("metrics") or {}
-        if metrics.get("kept"):
-            row["nmi"] = metrics["kept"]["nmi"]
-
-    def gate_split(self, round_name: str, labels_csv: str, folder: str, heldout_share: float,
-                   seed: int) -> Optional[GateData]:
-        """The round's held-out members and trials; None (the round is not gated, said on the
-        console) when its clusters are too small to spare members."""
-        try:
-            return write_gate_data(read_manifest(labels_csv), folder, heldout_share, seed)
-        except DataError as error:
-            message = f"round gate skipped for {round_name}: {error.message}"
-            logger.warning(message)
-            self.stages.console.print(f"  {message}")
-            return None
+    # -------------------------------------------------------------------- run
+    def run(self) -> str:
+        """Every step in order; returns the results table (Markdown)."""
+        queue = list(self.steps)
+        while queue:
+            drop = queue.pop(0).action()
+            if drop is not None:
+                queue = [step for step in queue if not drop(step)]
+                self.stages.console.replan([step.kind for step in queue if step.kind])
+        self.final_encoder = self.encoder
+        with open(self.folder("final_encoder.txt"), "w", encoding="utf-8") as fout:
+            fout.write(self.encoder + "\n")
+        return self.write_table()
 
     def write_table(self) -> str:
         """Writes ``results.json`` and ``results.md``; returns the Markdown table and its legend."""
@@ -244,79 +331,6 @@ class Pipeline:
         if len(figures) > len(det):
             lines.append(f"  */emotion/confusion_*.png  emotion confusion matrices ({len(figures) - len(det)})")
         return lines
-
-    def run(self) -> str:
-        """All stages in order; returns the results table (Markdown)."""
-        hparams = self.hparams
-        pretrained = self.pretrain()
-        self.evaluate(self.pretraining_name, pretrained, self.folder("pretraining_eval"),
-                      list(hparams.get("baselines") or []))
-        per_round = hparams.get("pseudo_label_round_overrides") or []
-        gate_share = self.gate_share()
-        for round_index in range(1, int(hparams["rounds"]) + 1):
-            round_name = f"round {round_index}"
-            labels = self.stages.pseudo_label(
-                hparams["pseudo_label_hparams"], pretrained, hparams["train_csv"],
-                self.folder(f"round{round_index}", "labels"),
-                {
-                    **(hparams.get("pseudo_label_overrides") or {}),
-                    **(per_round[round_index - 1] if round_index <= len(per_round) else {}),
-                },
-                name=f"{round_name}: pseudo-labels",
-            )
-            train_csv = labels_path(labels)
-            split = None
-            if gate_share:
-                split = self.gate_split(round_name, train_csv, self.folder(f"round{round_index}", "gate"),
-                                        gate_share, int(hparams["seed"]) + round_index)
-                if split:
-                    train_csv = split.train_csv
-                else:  # this round runs without its two gate stages
-                    self.stages.console.replan(["train_aam", *self.evaluation_kinds(),
-                                                *self.rounds_kinds(int(hparams["rounds"]) - round_index)])
-            candidate = self.stages.train_aam(
-                hparams["aam_hparams"], train_csv, pretrained, self.folder(f"round{round_index}", "aam"),
-                hparams.get("aam_overrides"), name=f"{round_name}: AAM fine-tuning",
-            )
-            decision = None
-            if split:
-                decision = gate_round(self.stages, hparams["verification_hparams"], round_name, pretrained,
-                                      candidate, split)
-                if not decision.accepted:  # no further round: this round's evaluation ends the run
-                    self.stages.console.replan(self.evaluation_kinds())
-            round_eval = self.folder(f"round{round_index}", "eval")
-            self.evaluate(round_name, candidate, round_eval, [])
-            self.rows[-1]["EER_change"] = self.change_from_pretraining(round_name, round_eval)
-            self.add_clustering(labels)
-            if decision is not None:
-                self.rows[-1]["gate"] = decision.cell()
-                if not decision.accepted:
-                    break
-            pretrained = candidate
-        self.final_encoder = pretrained
-        with open(self.folder("final_encoder.txt"), "w", encoding="utf-8") as fout:
-            fout.write(pretrained + "\n")
-        return self.write_table()
-
-
-def gate_round(
-    stages: StageRunner, verification_hparams: str, round_name: str, previous: str, candidate: str, split: GateData
-) -> GateDecision:
-    """Both encoders' EER on the held-out members' trials of ``split`` (each verified into its own
-    folder beside them) and the decision, saved as ``decision.json`` there and printed."""
-    folder = os.path.dirname(split.trials)
-    eers = []
-    for system, pretrained in (("previous", previous), (round_name, candidate)):
-        results = stages.verification(
-            verification_hparams, pretrained, split.heldout_csv, split.trials,
-            os.path.join(folder, system.replace(" ", "")), system, name=f"{round_name}: gate ({system} encoder)",
-        )
-        eers.append(results[system]["raw"]["EER"])
-    decision = decide(*eers)
-    decision.write(os.path.join(folder, "decision.json"))
-    logger.info(decision.summary())
-    stages.console.print(f"  {decision.summary()}")
-    return decision
 
 
 def table_row(

@@ -20,11 +20,11 @@ import torch
 from sklearn.preprocessing import scale
 from speechbrain.lobes.features import MFCC
 
-from speechbrain_dino.audio import audio_info, load_audio
-from speechbrain_dino.embeddings import EmbeddingTable, extract_embeddings
+from speechbrain_dino.data.audio import audio_info, load_audio
+from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.export import export_random_init, read_metadata
-from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.inference.embeddings import EmbeddingTable, extract_embeddings
+from speechbrain_dino.inference.export import export_random_init, read_metadata
 
 logger = logging.getLogger(__name__)
 

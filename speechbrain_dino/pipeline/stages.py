@@ -1,6 +1,6 @@
 """The stages of the method as one API: each runs its recipe in its own process and folder.
 
-Used by the chained pipeline (:mod:`speechbrain_dino.pipeline`) and by the studies in ``bench/``.
+Used by the chained pipeline (:mod:`speechbrain_dino.pipeline.run`) and by the studies in ``bench/``.
 A stage runs ``python -m speechbrain_dino.recipes.<recipe> <hparams> --key=value ...`` in the
 caller's working directory, so it behaves exactly as when a user runs the recipe by hand (seeding,
 logging, checkpoints) and relative paths mean the same in the caller and the stage. Every stage
@@ -30,16 +30,16 @@ from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Seque
 
 import yaml
 
-from speechbrain_dino.console import StageConsole
 from speechbrain_dino.errors import PathLike, StageFailed
-from speechbrain_dino.memory import PeakMemoryMonitor
-from speechbrain_dino.pseudo_labels.outputs import outputs_exist, read_report
-from speechbrain_dino.stage_summaries import (
+from speechbrain_dino.pipeline.console import StageConsole
+from speechbrain_dino.pipeline.memory import PeakMemoryMonitor
+from speechbrain_dino.pipeline.summaries import (
     emotion_summary,
     pseudo_label_summary,
     training_summary,
     verification_summary,
 )
+from speechbrain_dino.pseudo_labels.outputs import outputs_exist, read_report
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def run_recipe(
     The stage's console output (progress bars included) is appended to ``log_path`` when given,
     and also goes to the terminal as it runs when ``stream`` (``log_path=None``: the terminal
     only). Its wall time and peak memory (the recipe process's own high-water mark, sampled while
-    it runs, see :mod:`speechbrain_dino.memory`; ``ru_maxrss`` where ``/proc`` is missing) are
+    it runs, see :mod:`speechbrain_dino.pipeline.memory`; ``ru_maxrss`` where ``/proc`` is missing) are
     logged and returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
 
     Raises
@@ -211,7 +211,7 @@ class StageRunner:
 
     Each stage's output is appended to :data:`STAGE_LOG` in its output folder; the console prints
     one line as a stage starts and one as it ends (or is skipped), with its key number
-    (:mod:`speechbrain_dino.stage_summaries`).
+    (:mod:`speechbrain_dino.pipeline.summaries`).
 
     Arguments
     ---------

@@ -1,15 +1,15 @@
 """Use a trained model: embed audio into a file, score two files, rank a folder by similarity.
 
-    python -m speechbrain_dino.embed --pretrained_path exp/dino/pretrained AUDIO_FOLDER_OR_MANIFEST \
+    python -m speechbrain_dino.inference.embed --pretrained_path exp/dino/pretrained AUDIO_FOLDER_OR_MANIFEST \
         --output_folder embeddings/          # embeddings.npy [N, D] + index.csv (ID,path)
-    python -m speechbrain_dino.embed --pretrained_path exp/dino/pretrained --compare a.wav b.wav
-    python -m speechbrain_dino.embed --pretrained_path exp/dino/pretrained --rank query.wav FOLDER
+    python -m speechbrain_dino.inference.embed --pretrained_path exp/dino/pretrained --compare a.wav b.wav
+    python -m speechbrain_dino.inference.embed --pretrained_path exp/dino/pretrained --rank query.wav FOLDER
 
 (also installed as ``sbdino-embed``). Embeddings come from the project's batched extraction
-(:func:`speechbrain_dino.embeddings.extract_embeddings`: what ``EncoderClassifier.encode_batch``
+(:func:`speechbrain_dino.inference.embeddings.extract_embeddings`: what ``EncoderClassifier.encode_batch``
 returns for each file), files at other rates are resampled to the model's. ``--compare`` prints the
 cosine score and, when the model folder records one (training with validation trials, see
-:mod:`speechbrain_dino.export`), the decision with its threshold. Any problem (a missing folder, a
+:mod:`speechbrain_dino.inference.export`), the decision with its threshold. Any problem (a missing folder, a
 folder that is not an exported model, unreadable audio) ends in one ``error: ...`` line, exit 2.
 """
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from speechbrain_dino.audio import audio_info
-from speechbrain_dino.embeddings import checked_pretrained_folder, extract_embeddings
+from speechbrain_dino.config.loading import exit_on_data_error
+from speechbrain_dino.data.audio import audio_info
+from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
-from speechbrain_dino.export import read_metadata, recorded_threshold
-from speechbrain_dino.manifest import Row, read_manifest
+from speechbrain_dino.inference.embeddings import checked_pretrained_folder, extract_embeddings
+from speechbrain_dino.inference.export import read_metadata, recorded_threshold
 from speechbrain_dino.prepare.common import find_audio
 from speechbrain_dino.prepare.folder import relative_id
-from speechbrain_dino.recipe_utils import exit_on_data_error
 from speechbrain_dino.verification.scoring import unit_rows
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -109,7 +109,7 @@ def decision_line(score: float, threshold: Optional[float]) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line: a model, and what to do with it (embed, ``--compare`` or ``--rank``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m speechbrain_dino.embed",
+        prog="python -m speechbrain_dino.inference.embed",
         description="Embed audio with a trained model, compare two files, or rank a folder.",
     )
     parser.add_argument("--pretrained_path", required=True, help="an exported pretrained/ folder")

@@ -1,7 +1,7 @@
 """What a chained run prints: one line per stage as it starts and ends, with a time estimate.
 
 A stage's own output (SpeechBrain logging, progress bars) goes to a log file in its folder (see
-:func:`speechbrain_dino.stages.run_recipe`); the console shows where the run is::
+:func:`speechbrain_dino.pipeline.stages.run_recipe`); the console shows where the run is::
 
     [ 1/11] DINO pretraining ...
     [ 1/11] DINO pretraining: 2m31s | loss 4.12 | elapsed 2m31s, about 5m40s left

@@ -27,12 +27,12 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 from tqdm import tqdm
 
-from speechbrain_dino.audio import load_audio
+from speechbrain_dino.data.audio import load_audio
 from speechbrain_dino.data.dataio import DurationBatchSampler
+from speechbrain_dino.data.manifest import Row
+from speechbrain_dino.data.short_clips import pad_to_minimum
 from speechbrain_dino.errors import DataError, PathLike, first_line
-from speechbrain_dino.export import pretrained_weights, read_metadata
-from speechbrain_dino.manifest import Row
-from speechbrain_dino.short_clips import pad_to_minimum
+from speechbrain_dino.inference.export import pretrained_weights, read_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def embed_segments(
     A batch holds utterances of at least ``min_length_ratio`` times its longest one's length and
     at most ``max_batch_seconds`` of padded audio (None: :func:`default_batch_seconds`); a batch
     shorter than the encoders' shortest input is padded to it
-    (:func:`~speechbrain_dino.short_clips.pad_to_minimum`).
+    (:func:`~speechbrain_dino.data.short_clips.pad_to_minimum`).
 
     Returns
     -------

@@ -2,11 +2,11 @@
 
 An exported folder holds ``hyperparams.yaml`` (SpeechBrain YAML: the filterbank, sentence mean
 normalisation and the encoder, each as a ``!new:`` node; the filterbank is SpeechBrain's ``Fbank``
-that also pads clips too short for the encoder, from :mod:`speechbrain_dino.short_clips`), the encoder's weights
+that also pads clips too short for the encoder, from :mod:`speechbrain_dino.data.short_clips`), the encoder's weights
 (``embedding_model.ckpt``) and ``speechbrain_dino.json`` (the architecture and provenance). It
 loads offline with ``speechbrain.inference.speaker.EncoderClassifier.from_hparams(source=folder,
 savedir=...)``, whose ``encode_batch`` runs Fbank -> sentence mean normalisation -> encoder, the
-same path the project's own extraction uses (:mod:`speechbrain_dino.embeddings`); the next
+same path the project's own extraction uses (:mod:`speechbrain_dino.inference.embeddings`); the next
 training stage re-creates the encoder from it (:func:`load_pretrained_encoder`).
 
 When the training had validation trials (``valid_csv`` / ``valid_trials``), the folder records the
@@ -32,12 +32,12 @@ import yaml
 from hyperpyyaml import resolve_references
 from torch import nn
 
+from speechbrain_dino.data.file_modes import shareable
 from speechbrain_dino.errors import DataError, PathLike, first_line
-from speechbrain_dino.file_modes import shareable
 
 FBANK_CLASS = "speechbrain.lobes.features.Fbank"
 #: The exported front end: ``Fbank`` that pads clips shorter than the encoders' shortest input.
-EXPORTED_FBANK_CLASS = "speechbrain_dino.short_clips.MinimumLengthFbank"
+EXPORTED_FBANK_CLASS = "speechbrain_dino.data.short_clips.MinimumLengthFbank"
 NORM_CLASS = "speechbrain.processing.features.InputNormalization"
 #: Sentence-level mean normalisation, as SpeechBrain's speaker recipes and the paper do.
 NORM_KWARGS = {"norm_type": "sentence", "std_norm": False}
