@@ -1,0 +1,1 @@
+"""Using a trained encoder outside the recipes: verification decisions, ONNX export, clustering a folder."""
