@@ -42,13 +42,13 @@ def pad_to_minimum(
     wavs: torch.Tensor, lengths: torch.Tensor, sample_rate: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A ``[B, T]`` batch zero-padded to at least :func:`min_samples`, relative lengths rescaled
-    so that they still mark each row's own samples (unchanged when ``T`` is long enough)."""
-    target = min_samples(sample_rate)
+    so that they still mark each row's own samples (the same values when ``T`` is long enough).
+
+    Written without a branch on ``T`` (``torch.sym_max``), so that an exported graph
+    (:mod:`speechbrain_dino.inference.onnx_export`) keeps the padding for any input length."""
     frames = wavs.shape[-1]
-    if frames >= target:
-        return wavs, lengths
-    padded = torch.nn.functional.pad(wavs, (0, target - frames))
-    return padded, lengths * (frames / target)
+    target = torch.sym_max(frames, min_samples(sample_rate))
+    return torch.nn.functional.pad(wavs, (0, target - frames)), lengths * (frames / target)
 
 
 def drop_short_rows(rows: Sequence[Row], path: PathLike) -> List[Row]:
