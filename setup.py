@@ -38,6 +38,7 @@ setup(
             "sbdino-synthetic=speechbrain_dino.synthetic.__main__:main",
             "sbdino-make-trials=speechbrain_dino.verification.make_trials:main",
             "sbdino-embed=speechbrain_dino.embed:main",
+            "sbdino-cluster=speechbrain_dino.inference.cluster:main",
             "sbdino-export-onnx=speechbrain_dino.inference.onnx_export:main",
         ]
     },
