@@ -42,13 +42,13 @@ def pad_to_minimum(
     wavs: torch.Tensor, lengths: torch.Tensor, sample_rate: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """A ``[B, T]`` batch zero-padded to at least :func:`min_samples`, relative lengths rescaled
-    so that they still mark each row's own samples (the same values when ``T`` is long enough).
-
-    Written without a branch on ``T`` (``torch.sym_max``), so that an exported graph
-    (:mod:`speechbrain_dino.inference.onnx_export`) keeps the padding for any input length."""
+    so that they still mark each row's own samples (unchanged when ``T`` is long enough)."""
+    target = min_samples(sample_rate)
     frames = wavs.shape[-1]
-    target = torch.sym_max(frames, min_samples(sample_rate))
-    return torch.nn.functional.pad(wavs, (0, target - frames)), lengths * (frames / target)
+    if frames >= target:
+        return wavs, lengths
+    padded = torch.nn.functional.pad(wavs, (0, target - frames))
+    return padded, lengths * (frames / target)
 
 
 def drop_short_rows(rows: Sequence[Row], path: PathLike) -> List[Row]:
@@ -71,7 +71,10 @@ class MinimumLengthFbank(Fbank):
         self.min_samples = min_samples(sample_rate)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` -> ``[B, frames, n_mels]``, ``T`` padded to the minimum first."""
-        if wav.shape[-1] < self.min_samples:
-            wav = torch.nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
+        """``[B, T]`` -> ``[B, frames, n_mels]``, ``T`` padded to the minimum first.
+
+        Written without a branch on ``T`` (``torch.sym_max``; a zero-width pad otherwise), so that
+        an exported graph (:mod:`speechbrain_dino.inference.onnx_export`) pads any short input."""
+        samples = wav.shape[-1]
+        wav = torch.nn.functional.pad(wav, (0, torch.sym_max(samples, self.min_samples) - samples))
         return super().forward(wav)

@@ -2,21 +2,18 @@
 
     sbdino-export-onnx exp/round1/aam/pretrained encoder.onnx
 
-(also ``python -m speechbrain_dino.inference.onnx_export``). The graph, for onnxruntime, sherpa-onnx
-and other ONNX runtimes:
+(also ``python -m speechbrain_dino.inference.onnx_export``). The graph, checked with onnxruntime:
 
 - inputs ``wavs`` float32 ``[batch, samples]`` (mono at the model's rate, zero padded) and
   ``lengths`` float32 ``[batch]`` (each row's share of ``samples``, 1.0 for the longest);
 - output ``embedding`` float32 ``[batch, D]`` (not normalised; score two by cosine).
 
-It computes ``EncoderClassifier.encode_batch`` for one clip, and keeps each row of a padded
-batch close to that: a batch shorter than 0.1 s is zero-padded
-(:func:`~speechbrain_dino.short_clips.pad_to_minimum`), then SpeechBrain's ``Fbank``, sentence mean
-normalisation over each row's own frames, padded frames set to zero and the encoder
-(:func:`~speechbrain_dino.embeddings.encode_masked`), with each row's length counted in the
-feature frames it has alone (:func:`frame_lengths`). ``encode_batch`` on a padded batch lets the
-padding move a short row's embedding (cosine ~0.99 to the row alone); here the rest is the one or
-two frames at a row's end whose window reaches into the padding (measured in ``BENCHMARKS.md``).
+It computes exactly what ``EncoderClassifier.encode_batch(wavs, lengths)`` computes: the folder's
+front end (``MinimumLengthFbank``: SpeechBrain's ``Fbank``, padding a batch shorter than 0.1 s),
+sentence mean normalisation and the encoder, both with the relative lengths. One clip therefore
+gets the embedding it gets from ``encode_batch``, and a zero-padded batch the embeddings
+``encode_batch`` gives for that batch (where, as in SpeechBrain, a short row moves slightly from
+its embedding alone: measured in ``BENCHMARKS.md``).
 
 The model's ``metadata_props`` hold ``sample_rate``, ``embedding_size``, the inputs' meaning and,
 when the folder records one, ``verification_threshold`` and ``threshold_source``
@@ -25,7 +22,9 @@ when the folder records one, ``verification_threshold`` and ``threshold_source``
 Export uses PyTorch's dynamo exporter (opset 18, dynamic batch and length). SpeechBrain's
 ``length_to_mask`` sizes ECAPA-TDNN's pooling mask with ``len(lengths)``, a Python int that would
 fix the batch size in the graph; during export it is replaced by the same mask built by
-broadcasting. Needs ``pip install speechbrain-dino[onnx]`` (onnx, onnxscript; onnxruntime to run
+broadcasting. The filterbank's STFT is exported as a convolution with the windowed DFT basis
+(:class:`ConvSTFT`): onnxruntime's own ``STFT`` operator made the model about twice as slow as
+PyTorch on CPU. Needs ``pip install speechbrain-dino[onnx]`` (onnx, onnxscript; onnxruntime to run
 it). Any problem ends in one ``error: ...`` line, exit status 2.
 """
 from __future__ import annotations
@@ -43,11 +42,10 @@ import torch
 from torch import nn
 
 from speechbrain_dino import __version__
-from speechbrain_dino.embeddings import encode_masked, load_encoder
+from speechbrain_dino.embeddings import load_encoder
 from speechbrain_dino.errors import DataError, PathLike, first_line
 from speechbrain_dino.export import THRESHOLD_KEY, THRESHOLD_SOURCE_KEY, read_metadata, recorded_threshold
 from speechbrain_dino.recipe_utils import exit_on_data_error
-from speechbrain_dino.short_clips import pad_to_minimum
 
 #: The ONNX opset of the export (STFT needs 17 or later).
 OPSET = 18
@@ -62,41 +60,24 @@ INPUTS_DOC = (
 )
 
 
-def frame_lengths(lengths: torch.Tensor, samples: int, hop: int) -> torch.Tensor:
-    """Relative lengths ``[B]`` of the rows of a ``[B, samples]`` batch on its feature frames.
-
-    A row of ``n`` samples alone has ``1 + n // hop`` frames (centred STFT); in the batch it spans
-    the same number of its ``1 + samples // hop``. Given as ``(frames - 0.25) / batch_frames``,
-    both of SpeechBrain's mask rules (``arange(F) < length * F``, less a 1e-6 margin) and
-    :func:`~speechbrain_dino.embeddings.encode_masked`'s ``round(length * F)`` count exactly those
-    frames, so a padded row is normalised and pooled over the frames it has alone.
-    """
-    own = 1 + torch.floor(torch.round(lengths * samples) / hop)
-    return (own - 0.25) / (1 + samples // hop)
-
-
 class WaveformEncoder(nn.Module):
-    """The exported computation: ``[B, T]`` waveforms and ``[B]`` relative lengths -> ``[B, D]``.
+    """``EncoderClassifier.encode_batch`` as one module: ``[B, T]`` waveforms and ``[B]`` relative
+    lengths -> ``[B, D]`` embeddings.
 
     Arguments
     ---------
     modules : mapping
-        ``compute_features`` (SpeechBrain's ``Fbank``), ``mean_var_norm``, ``embedding_model``
-        (an ``EncoderClassifier``'s ``mods``).
-    sample_rate : int
-        The model's rate (the shortest clip it takes is 0.1 s of it).
+        ``compute_features``, ``mean_var_norm``, ``embedding_model`` (an ``EncoderClassifier``'s ``mods``).
     """
 
-    def __init__(self, modules: Mapping[str, nn.Module], sample_rate: int) -> None:
+    def __init__(self, modules: Mapping[str, nn.Module]) -> None:
         super().__init__()
         self.mods = nn.ModuleDict(dict(modules))
-        self.sample_rate = sample_rate
-        self.hop = int(self.mods["compute_features"].compute_STFT.hop_length)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, T]``, ``[B]`` -> ``[B, D]`` embeddings (module docstring)."""
-        wavs, lengths = pad_to_minimum(wavs, lengths, self.sample_rate)
-        return encode_masked(self.mods, wavs, frame_lengths(lengths, wavs.shape[-1], self.hop))
+        """``[B, T]``, ``[B]`` -> ``[B, D]``."""
+        feats = self.mods["mean_var_norm"](self.mods["compute_features"](wavs), lengths)
+        return self.mods["embedding_model"](feats, lengths).squeeze(1)
 
 
 def _broadcast_length_to_mask(length: torch.Tensor, max_len: Optional[int] = None, dtype=None, device=None):
@@ -113,6 +94,52 @@ def _exportable_masks() -> Iterator[None]:
     """ECAPA-TDNN's pooling mask with a symbolic batch size, for the duration of an export."""
     with mock.patch("speechbrain.lobes.models.ECAPA_TDNN.length_to_mask", _broadcast_length_to_mask):
         yield
+
+
+class ConvSTFT(nn.Module):
+    """SpeechBrain's ``STFT`` (centred, one-sided, not normalised) as a strided convolution with the
+    windowed DFT basis: ``[B, T]`` -> ``[B, frames, n_fft // 2 + 1, 2]``, the same values up to
+    float rounding. onnxruntime's ``STFT`` operator took two thirds of the exported model's CPU time
+    (n_fft 400, not a power of two); the convolution is a matrix product.
+
+    Arguments
+    ---------
+    stft : speechbrain.processing.features.STFT
+        The module it stands in for (its ``n_fft``, ``hop_length``, ``window``, ``pad_mode``).
+    """
+
+    def __init__(self, stft: nn.Module) -> None:
+        super().__init__()
+        if not stft.center or not stft.onesided or stft.normalized_stft:
+            raise DataError("only a centred, one-sided, unnormalised STFT is exported as a convolution")
+        self.n_fft, self.hop, self.pad_mode = stft.n_fft, stft.hop_length, stft.pad_mode
+        window = torch.zeros(self.n_fft)
+        start = (self.n_fft - stft.win_length) // 2  # torch.stft centres a shorter window
+        window[start:start + stft.win_length] = stft.window
+        time = torch.arange(self.n_fft, dtype=torch.float64)
+        frequency = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
+        angle = 2 * torch.pi * frequency[:, None] * time[None, :] / self.n_fft
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window.double()
+        self.register_buffer("basis", basis.float().unsqueeze(1))  # [2 (n_fft // 2 + 1), 1, n_fft]
+
+    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` -> ``[B, frames, n_fft // 2 + 1, 2]`` (real, imaginary)."""
+        padded = nn.functional.pad(wavs.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2), mode=self.pad_mode)
+        spectrum = nn.functional.conv1d(padded, self.basis, stride=self.hop)  # [B, 2F, frames]
+        batch, _, frames = spectrum.shape
+        return spectrum.view(batch, 2, -1, frames).permute(0, 3, 2, 1)
+
+
+@contextlib.contextmanager
+def _convolution_stft(features: nn.Module) -> Iterator[None]:
+    """``features.compute_STFT`` (SpeechBrain's ``Fbank``) replaced by :class:`ConvSTFT` for the
+    duration of an export."""
+    native = features.compute_STFT
+    features.compute_STFT = ConvSTFT(native)
+    try:
+        yield
+    finally:
+        features.compute_STFT = native
 
 
 def onnx_metadata(pretrained_path: PathLike, embedding_size: int) -> Dict[str, str]:
@@ -150,7 +177,7 @@ def export_onnx(pretrained_path: PathLike, output_path: PathLike) -> str:
         raise DataError(f"ONNX export needs the onnx extra ({error}): pip install speechbrain-dino[onnx]") from None
     sample_rate = int(read_metadata(pretrained_path).get("sample_rate", 16000))
     encoder = load_encoder(pretrained_path)
-    model = WaveformEncoder(encoder.mods, sample_rate).eval()
+    model = WaveformEncoder(encoder.mods).eval()
     example = (torch.zeros(EXAMPLE_ROWS, int(EXAMPLE_SECONDS * sample_rate)), torch.ones(EXAMPLE_ROWS))
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples")
     output_path = os.fspath(output_path)
@@ -159,7 +186,8 @@ def export_onnx(pretrained_path: PathLike, output_path: PathLike) -> str:
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # its per-step progress and optional-package notes
     try:
-        with _exportable_masks(), torch.no_grad(), warnings.catch_warnings():
+        with _exportable_masks(), _convolution_stft(model.mods["compute_features"]), torch.no_grad(), \
+                warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="# The axis name")  # two names for one batch axis
             embedding_size = model(*example).shape[-1]
             program = torch.onnx.export(
