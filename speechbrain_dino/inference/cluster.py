@@ -22,7 +22,8 @@ Writes into ``--output_folder``:
   decision threshold estimated from the kept members' clusters
   (:func:`~speechbrain_dino.inference.threshold_estimate.cluster_threshold`, usable as
   ``SpeakerVerifier``'s ``threshold=``); with ``spk_id``: NMI / ARI / purity against it (all
-  files, and kept ones) and the EER threshold of the true speakers' pairs, for comparison;
+  files, and kept ones) and, for comparison, the EER threshold of the true speakers' pairs (the
+  same draw of up to 200 groups x 8 files, with speakers for clusters);
 - ``embedding_map.png``: t-SNE of the embeddings coloured by cluster (and by ``spk_id``).
 
 Bad input (a missing folder or model, a folder without audio, an unreadable file, a malformed
@@ -52,8 +53,6 @@ from speechbrain_dino.pseudo_labels.labelling import PseudoLabels, pseudo_label
 from speechbrain_dino.pseudo_labels.outputs import known_labels
 from speechbrain_dino.pseudo_labels.refinement import member_scores
 from speechbrain_dino.recipe_utils import exit_on_data_error, load_hparams
-from speechbrain_dino.verification.trial_generation import generate_trials
-from speechbrain_dino.verification.validation import eer_point
 
 CLUSTERS_FILE = "clusters.csv"
 SUMMARY_FILE = "summary.json"
@@ -115,10 +114,9 @@ def summarise(result: PseudoLabels, clusters: np.ndarray, vectors: np.ndarray, r
     if truth:
         metrics = result.report["metrics"]
         against = {"all_files": metrics["before_filtering"], "kept": metrics["kept"]}
-        speaker_rows = [{"ID": row["ID"], "spk_id": speaker} for row, speaker in zip(rows, truth)]
-        try:
-            eer, threshold = eer_point(vectors, generate_trials(speaker_rows))
-            against["eer_threshold"] = {"value": threshold, "eer_percent": 100 * eer}
+        try:  # the same pair draw and EER point, with the true speakers for clusters
+            reference = cluster_threshold(vectors, truth, seed)
+            against["eer_threshold"] = {"value": reference.value, **reference.details()}
         except DataError as error:  # one speaker, or one file per speaker
             against["eer_threshold"] = {"value": None, "why_none": error.message}
         summary["against_spk_id"] = against
