@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_tone
+from conftest import run_cli, write_tone
 from speechbrain_dino.export import Architecture, export_pretrained
 from speechbrain_dino.inference import cluster as cluster_module
 from speechbrain_dino.manifest import write_manifest
@@ -21,13 +21,7 @@ SIZES = {"spkA": 24, "spkB": 20, "spkC": 18, "spkD": 16, "spkE": 14}
 
 def cli(capsys, *argv):
     """Runs sbdino-cluster in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        cluster_module.main([str(arg) for arg in argv])
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(cluster_module.main, capsys, *argv)
 
 
 @pytest.fixture(scope="module")

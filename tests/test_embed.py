@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from speechbrain_dino.embed import main as embed_main
 from speechbrain_dino.export import Architecture, export_pretrained, recorded_threshold
 from speechbrain_dino.manifest import write_manifest
@@ -23,14 +24,8 @@ ARCHITECTURE = Architecture(ECAPA, SMALL_ECAPA, {"n_mels": 40})
 
 
 def cli(capsys, *argv):
-    """Runs the command in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        embed_main(list(argv))
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """Runs sbdino-embed in-process; returns (exit code, stdout, stderr)."""
+    return run_cli(embed_main, capsys, *argv)
 
 
 @pytest.fixture(scope="module")

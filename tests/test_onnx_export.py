@@ -7,6 +7,7 @@ import torch
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+from conftest import run_cli  # noqa: E402
 from speechbrain_dino.audio import load_audio  # noqa: E402
 from speechbrain_dino.embeddings import load_encoder  # noqa: E402
 from speechbrain_dino.export import Architecture, DecisionThreshold, export_pretrained  # noqa: E402
@@ -87,8 +88,6 @@ def test_the_metadata_holds_the_rate_the_size_and_the_threshold_with_its_source(
 
 
 def test_a_folder_that_is_not_an_encoder_is_one_error_line(tmp_path, capsys):
-    with pytest.raises(SystemExit) as done:
-        export_main([str(tmp_path / "nowhere"), str(tmp_path / "x.onnx")])
-    assert done.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "not a pretrained encoder folder" in err[0]
+    code, _, err = run_cli(export_main, capsys, tmp_path / "nowhere", tmp_path / "x.onnx")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "not a pretrained encoder folder" in lines[0]
