@@ -30,10 +30,9 @@ import argparse
 import datetime
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
