@@ -28,6 +28,8 @@ setup(
     extras_require={
         "faiss": ["faiss-cpu>=1.7"],
         "plots": ["matplotlib>=3.7"],
+        # sbdino-export-onnx (onnx, onnxscript: the exporter) and running its models (onnxruntime)
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
         "test": ["pytest>=7", "matplotlib>=3.7"],
     },
     entry_points={
@@ -36,6 +38,8 @@ setup(
             "sbdino-synthetic=speechbrain_dino.synthetic.__main__:main",
             "sbdino-make-trials=speechbrain_dino.verification.make_trials:main",
             "sbdino-embed=speechbrain_dino.inference.embed:main",
+            "sbdino-cluster=speechbrain_dino.inference.cluster:main",
+            "sbdino-export-onnx=speechbrain_dino.inference.onnx_export:main",
         ]
     },
 )

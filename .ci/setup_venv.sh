@@ -16,7 +16,7 @@ if [ ! -f "$venv/.sbdino-ready" ] || ! "$venv/bin/python" -c "import speechbrain
     "$venv/bin/pip" install -q --upgrade pip >&2
     # The torch/torchaudio pair known to import together here (torchaudio 2.11 against torch 2.14.1).
     "$venv/bin/pip" install -q "torch==2.14.1" "torchaudio==2.11.0" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-    "$venv/bin/pip" install -q -e "$repo[test,faiss,plots]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    "$venv/bin/pip" install -q -e "$repo[test,faiss,plots,onnx]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
     "$venv/bin/python" -c "import torch, torchaudio, speechbrain, speechbrain_dino" >&2
     touch "$venv/.sbdino-ready"
 else

@@ -6,10 +6,10 @@ from typing import Mapping, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.manifold import TSNE
 
-from speechbrain_dino.inference.embeddings import EmbeddingTable
 from speechbrain_dino.data.manifest import Row
+from speechbrain_dino.inference.embedding_map import draw_points, map_points
+from speechbrain_dino.inference.embeddings import EmbeddingTable
 from speechbrain_dino.verification.metrics import plot_det
 
 
@@ -40,21 +40,12 @@ def embedding_map(
     """
     ids = [row["ID"] for row in rows]
     fields = (("spk_id", "speaker"), ("emotion", "emotion"))
-    values = {field: np.array([row[field] for row in rows]) for field, _ in fields}
     figure = Figure(figsize=(11, 4.6 * len(tables)))
     for index, (system, table) in enumerate(tables.items()):
-        vectors = table.subset(ids)
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        points = TSNE(n_components=2, metric="cosine", init="pca", perplexity=30, random_state=seed).fit_transform(vectors)
+        points = map_points(table.subset(ids), seed)
         for column, (field, label) in enumerate(fields):
             axes = figure.add_subplot(len(tables), 2, 2 * index + column + 1)
-            for colour, value in enumerate(sorted(set(values[field]))):
-                chosen = values[field] == value
-                axes.scatter(points[chosen, 0], points[chosen, 1], s=8, color=f"C{colour % 10}", label=value)
-            axes.set_title(f"{system}: coloured by {label}", fontsize=10)
-            axes.set_xticks([])
-            axes.set_yticks([])
-            axes.legend(fontsize=6, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+            draw_points(axes, points, [row[field] for row in rows], f"{system}: coloured by {label}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=90, bbox_inches="tight")
     return path

@@ -21,6 +21,17 @@ def write_tone(path: str, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE, 
     return path
 
 
+def run_cli(main, capsys, *argv) -> tuple:
+    """Runs a command-line ``main(argv)`` in-process; returns (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main([str(arg) for arg in argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture
 def tone_writer():
     """The :func:`write_tone` helper as a fixture."""

@@ -32,8 +32,10 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dino.config.help import help_text, top_level_settings
 from speechbrain_dino.config.settings import SettingsTable, check_run_options, check_settings
+from speechbrain_dino.data.manifest import Row
 from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
 from speechbrain_dino.inference.export import Architecture
+from speechbrain_dino.inference.threshold_estimate import ClusterThresholdEstimator
 from speechbrain_dino.training.snapshots import SnapshotPlan
 from speechbrain_dino.verification.validation import TrialValidator
 
@@ -295,12 +297,12 @@ def trial_validator(hparams: Dict[str, Any]) -> Optional[TrialValidator]:
     its EER every epoch, and the decision threshold the export records."""
     if not (hparams.get("valid_csv") and hparams.get("valid_trials")):
         return None
-    return TrialValidator(
+    return TrialValidator.from_files(
         hparams["valid_csv"],
         hparams["valid_trials"],
+        replacements=data_replacements(hparams),
         sample_rate=hparams["sample_rate"],
         resample=hparams["resample"],
-        replacements=data_replacements(hparams),
     )
 
 
@@ -324,6 +326,7 @@ def fit_and_export(
     metadata: Dict,
     modules: Optional[Dict[str, torch.nn.Module]] = None,
     recoverables: Optional[Dict[str, torch.nn.Module]] = None,
+    labelled_rows: Optional[Sequence[Row]] = None,
 ) -> None:
     """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``
     (and ``snapshots/step<S>/`` after the optimiser steps of ``export_steps``, when the YAML has it).
@@ -346,10 +349,24 @@ def fit_and_export(
     modules, recoverables : dict, optional
         Modules built outside the YAML (e.g. from a previous stage's export), added to the YAML's
         ``modules``, and those of them the checkpointer must hold.
+    labelled_rows : sequence of dict, optional
+        The training rows of a run on (pseudo-)speaker labels: without validation trials, the
+        export records a decision threshold estimated from their clusters
+        (:class:`~speechbrain_dino.inference.threshold_estimate.ClusterThresholdEstimator`; its draw
+        leaves the global random state alone).
     """
     for name, module in (recoverables or {}).items():
         hparams["checkpointer"].add_recoverable(name, module)
     hparams["validator"] = trial_validator(hparams)
+    hparams["threshold_estimator"] = None
+    if hparams["validator"] is None and labelled_rows is not None:
+        try:
+            hparams["threshold_estimator"] = ClusterThresholdEstimator(
+                labelled_rows, seed=int(hparams.get("seed", 0)), sample_rate=hparams["sample_rate"],
+                resample=hparams["resample"],
+            )
+        except DataError as error:  # e.g. every label a single row: no same-cluster pair
+            logger.warning("the export will record no decision threshold: %s", error)
     brain = hparams["brain_class"](
         modules={**hparams["modules"], **(modules or {})},
         opt_class=hparams["opt_class"],

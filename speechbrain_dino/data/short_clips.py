@@ -71,7 +71,10 @@ class MinimumLengthFbank(Fbank):
         self.min_samples = min_samples(sample_rate)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[B, T]`` -> ``[B, frames, n_mels]``, ``T`` padded to the minimum first."""
-        if wav.shape[-1] < self.min_samples:
-            wav = torch.nn.functional.pad(wav, (0, self.min_samples - wav.shape[-1]))
+        """``[B, T]`` -> ``[B, frames, n_mels]``, ``T`` padded to the minimum first.
+
+        Written without a branch on ``T`` (``torch.sym_max``; a zero-width pad otherwise), so that
+        an exported graph (:mod:`speechbrain_dino.inference.onnx_export`) pads any short input."""
+        samples = wav.shape[-1]
+        wav = torch.nn.functional.pad(wav, (0, torch.sym_max(samples, self.min_samples) - samples))
         return super().forward(wav)

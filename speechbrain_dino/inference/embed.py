@@ -8,8 +8,8 @@
 (also installed as ``sbdino-embed``). Embeddings come from the project's batched extraction
 (:func:`speechbrain_dino.inference.embeddings.extract_embeddings`: what ``EncoderClassifier.encode_batch``
 returns for each file), files at other rates are resampled to the model's. ``--compare`` prints the
-cosine score and, when the model folder records one (training with validation trials, see
-:mod:`speechbrain_dino.inference.export`), the decision with its threshold. Any problem (a missing folder, a
+cosine score and, when the model folder records one (see :mod:`speechbrain_dino.inference.export`),
+the decision with its threshold and where that comes from. Any problem (a missing folder, a
 folder that is not an exported model, unreadable audio) ends in one ``error: ...`` line, exit 2.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from speechbrain_dino.data.audio import audio_info
 from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.inference.embeddings import checked_pretrained_folder, extract_embeddings
-from speechbrain_dino.inference.export import read_metadata, recorded_threshold
+from speechbrain_dino.inference.export import NO_THRESHOLD_HELP, DecisionThreshold, read_metadata, recorded_threshold
 from speechbrain_dino.prepare.common import find_audio
 from speechbrain_dino.prepare.folder import relative_id
 from speechbrain_dino.verification.scoring import unit_rows
@@ -97,13 +97,12 @@ def rank(
     return sorted(((float(score), row["wav"]) for score, row in zip(scores, rows)), reverse=True)
 
 
-def decision_line(score: float, threshold: Optional[float]) -> str:
+def decision_line(score: float, threshold: Optional[DecisionThreshold]) -> str:
     """What the score means with the model's recorded threshold (or that it records none)."""
     if threshold is None:
-        return ("no decision: this model records no threshold (train it with valid_csv and valid_trials "
-                "to record one at their EER point)")
-    verdict = "same speaker" if score > threshold else "different speakers"
-    return f"{verdict} (threshold {threshold:.4f}, the EER point of the training's validation trials)"
+        return f"no decision: {NO_THRESHOLD_HELP}"
+    verdict = "same speaker" if score > threshold.value else "different speakers"
+    return f"{verdict} (threshold {threshold.describe()})"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -9,13 +9,17 @@ savedir=...)``, whose ``encode_batch`` runs Fbank -> sentence mean normalisation
 same path the project's own extraction uses (:mod:`speechbrain_dino.inference.embeddings`); the next
 training stage re-creates the encoder from it (:func:`load_pretrained_encoder`).
 
-When the training had validation trials (``valid_csv`` / ``valid_trials``), the folder records the
-cosine decision threshold at their EER point as ``verification_threshold``, in both files: in
-``hyperparams.yaml`` (a plain key SpeechBrain loads and ignores), so that with SpeechBrain alone
-a ``SpeakerRecognition.from_hparams(source=folder, ...)`` decides with
-``verify_batch(..., threshold=verifier.hparams.verification_threshold)`` or by comparing
-``verify_files``' score with it (``verify_files`` itself always decides at 0.25, which accepts
-nearly every pair of these embeddings), and in ``speechbrain_dino.json`` (:func:`recorded_threshold`).
+Every folder may record a cosine decision threshold as ``verification_threshold``, with where it
+comes from as ``threshold_source`` (:class:`DecisionThreshold`), in both files: in
+``hyperparams.yaml`` (plain keys SpeechBrain loads and ignores; :class:`speechbrain_dino.SpeakerVerifier`
+decides with them) and in ``speechbrain_dino.json`` (:func:`recorded_threshold`). A training run
+given labelled validation trials (``valid_csv`` / ``valid_trials``) records the threshold at their
+EER point (source ``validation_trials``); an AAM fine-tuning without them, such as a pseudo-label
+round, records an estimate from its own training clusters (source
+``estimated_from_training_clusters``, see :mod:`speechbrain_dino.inference.threshold_estimate`);
+the validation trials win when a run has both. SpeechBrain's own ``SpeakerRecognition`` ignores
+the keys: its ``verify_files`` always decides at 0.25, which accepts nearly every pair of these
+embeddings.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
@@ -45,6 +49,53 @@ ENCODER_FILE = "embedding_model.ckpt"
 METADATA_FILE = "speechbrain_dino.json"
 #: The key of the recorded decision threshold, in ``hyperparams.yaml`` and ``speechbrain_dino.json``.
 THRESHOLD_KEY = "verification_threshold"
+#: The key saying where the recorded threshold comes from (one of :data:`THRESHOLD_SOURCES`).
+THRESHOLD_SOURCE_KEY = "threshold_source"
+#: The key of the details of the threshold's measurement (``speechbrain_dino.json`` only).
+THRESHOLD_DETAILS_KEY = "threshold_details"
+#: Where a recorded threshold comes from, and what that means (the exported YAML's comment).
+THRESHOLD_SOURCES = {
+    "validation_trials": "the cosine at the EER point of the training's labelled validation trials",
+    "estimated_from_training_clusters": (
+        "an estimate without held-out labels: the cosine at the EER point of same- against "
+        "different-cluster pairs of the fine-tuning's own (pseudo-)labelled rows"
+    ),
+}
+#: What to do about a folder that records no threshold (SpeakerVerifier's and sbdino-embed's message).
+NO_THRESHOLD_HELP = (
+    "this model records no decision threshold: give one (threshold=...), e.g. the estimate that "
+    "sbdino-cluster prints for a folder of your audio, or use an encoder trained with labelled "
+    "validation trials (valid_csv, valid_trials) or by a pseudo-label round, whose export records one"
+)
+#: The source of a threshold recorded before sources were (only validation trials recorded one).
+LEGACY_THRESHOLD_SOURCE = "validation_trials"
+
+
+@dataclass(frozen=True)
+class DecisionThreshold:
+    """A cosine decision threshold (accept a pair scoring above it) and where it comes from.
+
+    Attributes
+    ----------
+    value : float
+        The cosine threshold.
+    source : str
+        A key of :data:`THRESHOLD_SOURCES`.
+    details : mapping
+        How it was measured (trial counts, the EER there...), written to ``speechbrain_dino.json``.
+    """
+
+    value: float
+    source: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.source not in THRESHOLD_SOURCES:
+            raise ValueError(f"unknown threshold source {self.source!r}; one of {sorted(THRESHOLD_SOURCES)}")
+
+    def describe(self) -> str:
+        """``"0.6312, <what the source means>"`` (for messages)."""
+        return f"{self.value:.4f}, {THRESHOLD_SOURCES[self.source]}"
 
 
 def import_class(class_path: str) -> type:
@@ -190,10 +241,10 @@ def read_architecture(folder: PathLike) -> Architecture:
     )
 
 
-def pretrained_hparams_text(architecture: Architecture, threshold: Optional[float] = None) -> str:
+def pretrained_hparams_text(architecture: Architecture, threshold: Optional[DecisionThreshold] = None) -> str:
     """The ``hyperparams.yaml`` of an exported encoder: SpeechBrain YAML whose front end is
     :data:`EXPORTED_FBANK_CLASS` (SpeechBrain's ``Fbank``, padding clips too short for the encoder),
-    with the decision ``threshold`` when there is one."""
+    with the decision ``threshold`` and its source when there is one."""
 
     def block(name: str, class_path: str, kwargs: Mapping[str, Any]) -> str:
         body = yaml.safe_dump(_plain(kwargs), default_flow_style=None, sort_keys=False)
@@ -201,9 +252,11 @@ def pretrained_hparams_text(architecture: Architecture, threshold: Optional[floa
         return f"{name}: !new:{class_path}\n{indented}"
 
     threshold_text = "" if threshold is None else (
-        "# Cosine decision threshold at the EER point of the training's validation trials:\n"
-        "# SpeakerRecognition's verify_batch(wavs1, wavs2, threshold=<this>), or verify_files' score > <this>\n"
-        f"{THRESHOLD_KEY}: {float(threshold)!r}\n\n"
+        f"# Cosine decision threshold: {THRESHOLD_SOURCES[threshold.source]}.\n"
+        "# speechbrain_dino.SpeakerVerifier decides with it; with SpeechBrain's SpeakerRecognition:\n"
+        "# verify_batch(wavs1, wavs2, threshold=<this>), or verify_files' score > <this>\n"
+        f"{THRESHOLD_KEY}: {float(threshold.value)!r}\n"
+        f"{THRESHOLD_SOURCE_KEY}: {threshold.source}\n\n"
     )
     return (
         "# Exported by speechbrain-dino. Load offline with\n"
@@ -241,7 +294,7 @@ def export_pretrained(
     encoder: nn.Module,
     architecture: Architecture,
     metadata: Optional[Dict[str, Any]] = None,
-    threshold: Optional[float] = None,
+    threshold: Optional[DecisionThreshold] = None,
 ) -> str:
     """Writes ``folder`` (hyperparams.yaml, embedding_model.ckpt, speechbrain_dino.json) atomically.
 
@@ -258,9 +311,9 @@ def export_pretrained(
         What the encoder is (the exported YAML re-creates it from this).
     metadata : dict, optional
         Provenance (stage, epoch, training manifest...) written to ``speechbrain_dino.json``.
-    threshold : float, optional
-        The cosine decision threshold at the EER point of validation trials, recorded in both
-        files as ``verification_threshold``.
+    threshold : DecisionThreshold, optional
+        The cosine decision threshold and its source, recorded in both files
+        (``verification_threshold``, ``threshold_source``; the details in the JSON only).
 
     Returns
     -------
@@ -280,7 +333,9 @@ def export_pretrained(
         info = architecture.to_metadata()
         info.update(metadata or {})
         if threshold is not None:
-            info[THRESHOLD_KEY] = float(threshold)
+            info[THRESHOLD_KEY] = float(threshold.value)
+            info[THRESHOLD_SOURCE_KEY] = threshold.source
+            info[THRESHOLD_DETAILS_KEY] = dict(threshold.details)
         with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as fout:
             json.dump(_plain(info), fout, indent=2)
         previous = None
@@ -305,11 +360,18 @@ def read_metadata(folder: PathLike) -> Dict[str, Any]:
         return json.load(fin)
 
 
-def recorded_threshold(folder: PathLike) -> Optional[float]:
-    """The decision threshold an exported folder records (None when its training had no
-    validation trials, or for a foreign model)."""
-    value = read_metadata(folder).get(THRESHOLD_KEY)
-    return None if value is None else float(value)
+def recorded_threshold(folder: PathLike) -> Optional[DecisionThreshold]:
+    """The decision threshold an exported folder records, with its source (None when its training
+    recorded none, or for a foreign model). A folder exported before sources were recorded holds a
+    threshold of validation trials."""
+    metadata = read_metadata(folder)
+    if metadata.get(THRESHOLD_KEY) is None:
+        return None
+    return DecisionThreshold(
+        float(metadata[THRESHOLD_KEY]),
+        metadata.get(THRESHOLD_SOURCE_KEY, LEGACY_THRESHOLD_SOURCE),
+        metadata.get(THRESHOLD_DETAILS_KEY, {}),
+    )
 
 
 def pretrained_weights(folder: PathLike) -> str:

@@ -61,10 +61,14 @@ class PseudoLabels:
     ----------
     labels : np.ndarray [N] int64, cluster 0..K-1 per utterance, -1 where dropped.
     report : dict, JSON-serialisable summary (see :func:`pseudo_label`).
+    clusters : np.ndarray [N] int64, every utterance's cluster before filtering (0..K'-1, K' >= K).
+    scores : np.ndarray [N] float, the member scores the filters read (module docstring, step 6).
     """
 
     labels: np.ndarray
     report: Dict
+    clusters: np.ndarray
+    scores: np.ndarray
 
 
 def pseudo_label(
@@ -152,7 +156,7 @@ def pseudo_label(
             "before_filtering": cluster_metrics(truth, clusters),
             "kept": cluster_metrics(truth[kept], labels[kept]) if kept.any() else None,
         }
-    return PseudoLabels(labels, report)
+    return PseudoLabels(labels, report, clusters, scores)
 
 
 def _checked(embeddings: np.ndarray) -> np.ndarray:

@@ -11,7 +11,9 @@ network at a lower LR) and a margin warm-up, both as shares of the run; optional
 crops and augmentation. With ``examples_per_class`` the number of epochs comes from the labels
 (:func:`~speechbrain_dino.training.fine_tuning.budgeted_epochs`), so a round with more clusters or
 fewer members trains longer. Checkpoints every epoch, resumes when restarted, and ends by writing
-``<output_folder>/pretrained/``.
+``<output_folder>/pretrained/``, which records a decision threshold: at the EER point of
+``valid_csv`` / ``valid_trials`` when given, else estimated from the training labels' clusters
+(:mod:`speechbrain_dino.inference.threshold_estimate`).
 """
 import logging
 import os
@@ -102,7 +104,7 @@ def main(argv):
     }
     fit_and_export(
         hparams, run_opts, train_data, models.architecture, metadata,
-        modules=models.modules(), recoverables=models.recoverables(),
+        modules=models.modules(), recoverables=models.recoverables(), labelled_rows=rows,
     )
 
 

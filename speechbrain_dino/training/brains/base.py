@@ -54,7 +54,8 @@ class EncoderBrain(sb.Brain):
     optionally ``augment`` (a waveform augmenter applied to training waveforms).
     Expected ``hparams``: ``schedule`` (``DINOSchedule`` arguments, see :meth:`build_schedule`),
     ``number_of_epochs``, ``train_logger``, and optionally ``validator``
-    (:class:`~speechbrain_dino.verification.validation.TrialValidator`), ``ckpts_to_keep``.
+    (:class:`~speechbrain_dino.verification.validation.TrialValidator`), ``threshold_estimator``
+    (:class:`~speechbrain_dino.inference.threshold_estimate.ClusterThresholdEstimator`), ``ckpts_to_keep``.
     Subclasses define :attr:`trained_module_names` and :attr:`exported_module`.
     """
 
@@ -309,12 +310,14 @@ class EncoderBrain(sb.Brain):
     def export(self, folder: str, architecture: Architecture, metadata: Optional[dict] = None) -> str:
         """Writes ``folder`` (``pretrained/``) loadable by ``EncoderClassifier.from_hparams``.
 
-        ``architecture`` describes :meth:`exported_encoder` (what re-creates it). With a
-        ``validator``, the folder also records the decision threshold at the EER point of its
-        trials, scored with the exported encoder.
+        ``architecture`` describes :meth:`exported_encoder` (what re-creates it). The folder also
+        records a decision threshold scored with the exported encoder: with a ``validator``, at the
+        EER point of its trials; else, with a ``threshold_estimator`` (AAM fine-tuning), the
+        estimate from the training clusters
+        (:class:`~speechbrain_dino.inference.threshold_estimate.ClusterThresholdEstimator`).
         """
         info = {"stage": type(self).__name__, "optimizer_steps": self.optimizer_step}
         info.update(metadata or {})
-        validator = getattr(self.hparams, "validator", None)
-        threshold = None if validator is None else validator.eer_threshold(self.embedding_modules(), self.device)
+        source = getattr(self.hparams, "validator", None) or getattr(self.hparams, "threshold_estimator", None)
+        threshold = None if source is None else source.decision_threshold(self.embedding_modules(), self.device)
         return export_pretrained(folder, self.exported_encoder(), architecture, metadata=info, threshold=threshold)
