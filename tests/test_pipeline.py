@@ -63,6 +63,7 @@ def check_console(output, folder):
     """Short, every stage named as it starts and ends, stage output in log files, the table last."""
     lines = output.strip().splitlines()
     assert len(lines) <= 45, output
+    assert lines[0].startswith("[1/8] "), output  # nothing before the first stage line
     for index, name in enumerate(STAGES, start=1):
         assert f"[{index}/8] {name} ..." in lines
         end = [line for line in lines if line.startswith(f"[{index}/8] {name}: ")]

@@ -13,10 +13,15 @@ stages of the same kind (recipe) when one has run, otherwise of the kind's prior
 """
 from __future__ import annotations
 
-import logging
+import contextlib
+import os
 import sys
+import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO
+
+import yaml
+from speechbrain.core import DEFAULT_LOG_CONFIG
 
 #: Prior cost of each kind of stage relative to a verification run (the demo's measured ratios,
 #: rounded); only used until a stage of the kind has run.
@@ -118,12 +123,20 @@ class StageConsole:
         return left
 
 
-def quiet_terminal_logging(level: int = logging.WARNING) -> None:
-    """Raises the terminal handlers of the root logger to ``level``; log files keep everything.
-
-    SpeechBrain's experiment set-up logs INFO to the terminal and to ``log.txt``; a quiet run
-    keeps the latter only, so that the terminal shows the progress lines.
-    """
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setLevel(level)
+@contextlib.contextmanager
+def experiment_log_config(quiet: bool) -> Iterator[str]:
+    """The logging configuration for ``sb.create_experiment_directory``: SpeechBrain's own, or, when
+    ``quiet``, the same with its terminal handler at WARNING (the experiment's ``log.txt`` keeps
+    every line), so that a quiet run's terminal shows the progress lines only."""
+    if not quiet:
+        yield DEFAULT_LOG_CONFIG
+        return
+    with open(DEFAULT_LOG_CONFIG, encoding="utf-8") as fin:
+        config = yaml.safe_load(fin)
+    config["handlers"]["console"]["level"] = "WARNING"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as fout:
+        yaml.safe_dump(config, fout)
+    try:
+        yield fout.name
+    finally:
+        os.remove(fout.name)

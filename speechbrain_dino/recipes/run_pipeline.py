@@ -22,7 +22,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
 from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.config.settings import check_stage_run_options
-from speechbrain_dino.pipeline.console import quiet_terminal_logging
+from speechbrain_dino.pipeline.console import experiment_log_config
 from speechbrain_dino.pipeline.run import Pipeline, prepare_synthetic_data
 
 #: The flag that streams every stage's output (the YAML's ``verbose``; a bare flag means true).
@@ -38,9 +38,9 @@ def main(argv):
         reads=RUN_PIPELINE_KEYS, renamed=RUN_PIPELINE_RENAMED,
     )
     check_stage_run_options(hparams.get("run_options") or [])
-    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    if not hparams.get("verbose"):
-        quiet_terminal_logging()
+    with experiment_log_config(quiet=not hparams.get("verbose")) as log_config:
+        sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                       overrides=overrides, log_config=log_config)
     if hparams.get("synthetic"):
         run_on_main(
             prepare_synthetic_data,
