@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Using a trained encoder, measured on real speech: thresholds without labels, sbdino-cluster, ONNX.
 
-    python bench/inference_study.py --init NAME=PRETRAINED_DIR [--aam_epochs 8] [--demo DEMO_OUTPUT]
+    python -m bench.inference_study --init NAME=PRETRAINED_DIR [--aam_epochs 8] [--demo DEMO_OUTPUT]
 
 From an exported label-free encoder (``--init``, e.g. the contrastive baseline pretrained on the
-study pool), on the study's sets (bench/study_data.py; evaluation speakers never trained on):
+study pool), on the study's sets (bench.study_data; evaluation speakers never trained on):
 
 1. One pseudo-label round as the pipeline runs it (``hparams/demo/pseudo_label.yaml`` on the pool,
    ``hparams/demo/train_aam.yaml`` for ``--aam_epochs``, no validation trials), with 20% of the
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -37,28 +35,25 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, SHARED_DATA, write_result  # noqa: E402
-from study_data import StudyData, assert_unseen, prepare_study_data  # noqa: E402
+from bench.common import REPO, SHARED_DATA, write_result
+from bench.study import DEMO_HPARAMS, GATE_SHARE
+from bench.study_data import StudyData, assert_unseen, prepare_study_data
+from speechbrain_dino.data.audio import load_audio
+from speechbrain_dino.data.manifest import Row, read_manifest
+from speechbrain_dino.inference.cluster import cluster_folder
+from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder
+from speechbrain_dino.inference.export import recorded_threshold
+from speechbrain_dino.inference.onnx_export import export_onnx
+from speechbrain_dino.inference.threshold_estimate import cluster_threshold
+from speechbrain_dino.pipeline.stages import StageRunner
+from speechbrain_dino.pseudo_labels.outputs import labels_path
+from speechbrain_dino.pseudo_labels.round_gate import write_gate_data
+from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.verification.trials import read_trials
+from speechbrain_dino.verification.validation import eer_point
 
-from speechbrain_dino.data.audio import load_audio  # noqa: E402
-from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder  # noqa: E402
-from speechbrain_dino.inference.export import recorded_threshold  # noqa: E402
-from speechbrain_dino.inference.cluster import cluster_folder  # noqa: E402
-from speechbrain_dino.inference.onnx_export import export_onnx  # noqa: E402
-from speechbrain_dino.inference.threshold_estimate import cluster_threshold  # noqa: E402
-from speechbrain_dino.data.manifest import Row, read_manifest  # noqa: E402
-from speechbrain_dino.pseudo_labels.outputs import labels_path  # noqa: E402
-from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.pipeline.stages import StageRunner  # noqa: E402
-from speechbrain_dino.verification.scoring import cosine_scores  # noqa: E402
-from speechbrain_dino.verification.trials import read_trials  # noqa: E402
-from speechbrain_dino.verification.validation import eer_point  # noqa: E402
-
-PSEUDO_LABEL_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pseudo_label.yaml")
-AAM_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
-GATE_SHARE = 0.2
+PSEUDO_LABEL_YAML = os.path.join(DEMO_HPARAMS, "pseudo_label.yaml")
+AAM_YAML = os.path.join(DEMO_HPARAMS, "train_aam.yaml")
 #: Held-out sets: (name, StudyData manifest attribute, trials attribute).
 SETS = [
     ("speechocean762 (25 speakers)", "speechocean_test_csv", "speechocean_trials"),
@@ -275,7 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ]
     shown = " ".join([f"--init {init_name}=<folder>", f"--aam_epochs {args.aam_epochs}"]
                      + (["--demo <folder>"] if args.demo else []))
-    print(write_result("inference", f"python bench/inference_study.py {shown}", lines))
+    print(write_result("inference", f"python -m bench.inference_study {shown}", lines))
 
 
 if __name__ == "__main__":

@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-from budget import epochs_for_budget, plain_values, remaining_share  # noqa: E402
-from run_all import System, replace_block  # noqa: E402
-from study_data import assert_unseen, prepare_study_data  # noqa: E402
-
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench.budget import epochs_for_budget, plain_values, remaining_share
+from bench.common import replace_block
+from bench.study import System, learning_curve, slug
+from bench.study_data import assert_unseen, prepare_study_data
+from bench.systems import SYSTEMS, WARM_STARTS
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
 
 
 @pytest.fixture
@@ -109,8 +106,6 @@ def test_generated_blocks_replace_only_themselves():
 
 
 def test_objectives_study_reads_learning_curves_and_names_folders(tmp_path):
-    from objectives import SYSTEMS, WARM_STARTS, learning_curve, slug
-
     log = tmp_path / "train_log.txt"
     log.write_text(
         "epoch: 1, steps: 61, lr: 1e-3 - train loss: 5.1 - valid EER: 16.5, valid minDCF_0.01: 0.9\n"
