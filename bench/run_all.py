@@ -13,7 +13,9 @@ On the benchmark data folder ($SBDINO_SHARED_DATA; see bench.study_data for the 
    baseline (NT-Xent), DINO with the paper's settings, the pipeline's pretraining (the pipeline
    YAML's ``warm_start_hparams`` then ``pretraining_hparams``, both parts within one budget; today the
    contrastive warm start, then SDPN), its pseudo-label round 1 and round 2 (k-means -> AHC ->
-   filter -> AAM fine-tuning), and AAM fine-tuning of it on the true labels (upper bound).
+   filter -> AAM fine-tuning: the pipeline YAML's rounds, run by
+   ``speechbrain_dino.pipeline.rounds.RoundRunner``, each fine-tuning planned to the budget), and
+   AAM fine-tuning of it on the true labels (upper bound).
    Pretraining and pseudo-labelling never see an evaluation speaker (asserted).
 3. Evaluation of each: verification on RAVDESS actors 17-24 (targets cross emotion and sentence)
    and on half-utterance trials of held-out LibriSpeech speakers; emotion with a logistic-regression
@@ -32,19 +34,48 @@ import datetime
 import os
 import shutil
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from bench import cluster_scale, dino_speed, extraction_speed, prepare_shared, scoring_speed
 from bench.budget import plain_values, remaining_share
 from bench.common import FIGURES, REPO, RESULTS, SHARED_DATA, command_line, machine, markdown_table, write_benchmarks
-from bench.study import DISPLAY_NAMES, EVAL_SETS, Study, System, folder_name
+from bench.study import DISPLAY_NAMES, EVAL_SETS, Study, System, folder_name, pipeline_round_settings
 from bench.study_data import describe, prepare_study_data
 from bench.study_figures import det_figure, embedding_map
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache, mfcc_statistics
 from speechbrain_dino.inference.embeddings import EmbeddingTable
+from speechbrain_dino.pipeline.rounds import Round, RoundRunner
 from speechbrain_dino.pipeline.stages import read_emotion, read_verification
 from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
+
+
+class BudgetedRounds(RoundRunner):
+    """The pipeline's rounds, each AAM fine-tuning planned to the study's budget (its epochs from the
+    step time measured here, instead of the pipeline's epochs from the clusters)."""
+
+    def __init__(self, study: "MainStudy", folder: str) -> None:
+        settings = pipeline_round_settings(study.presets["pipeline"], aam_overrides={})
+        super().__init__(study.stages, settings, study.data.pretrain_csv, folder, check_labels=study.check_labels)
+        self.study = study
+        self.planned: Dict[int, Tuple[int, str]] = {}  # round index -> (epochs, the manifest fine-tuned on)
+
+    def fine_tune(self, round_: Round) -> None:
+        """:meth:`RoundRunner.fine_tune` for the budget's epochs of the round's labels."""
+        train_csv = round_.split.train_csv if round_.split else labels_path(round_.labels)
+        epochs = self.study.aam_epochs(round_.start, train_csv)
+        self.planned[round_.index] = (epochs, train_csv)
+        self.aam_overrides = {**self.settings.aam_overrides, "number_of_epochs": epochs}
+        super().fine_tune(round_)
+
+    def system(self, round_: Round) -> System:
+        """A finished round as a :class:`System`: its encoder, fine-tuning cost and clustering."""
+        epochs, train_csv = self.planned[round_.index]
+        system = self.study.trained_system(round_.name, os.path.dirname(round_.encoder), epochs,
+                                           self.settings.aam_hparams, train_csv,
+                                           stage=f"{round_.name}: AAM fine-tuning")
+        system.clustering = read_report(round_.labels)
+        return system
 
 
 class MainStudy(Study):
@@ -95,20 +126,11 @@ class MainStudy(Study):
         return self.trained_system(name, folder, epochs, hparams_file, train_csv)
 
     def pseudo_label_rounds(self, start: System) -> List[System]:
-        """R rounds of pseudo-labelling the pretraining pool from ``start``, then AAM fine-tuning on the labels."""
-        systems, pretrained = [], start.pretrained
-        for round_index in range(1, self.args.rounds + 1):
-            labels = self.stages.pseudo_label(
-                self.presets["pseudo_label"], pretrained, self.data.pretrain_csv,
-                self.folder("rounds", f"round{round_index}", "labels"), name=f"round {round_index}: pseudo-labels",
-            )
-            self.check_labels(labels_path(labels))
-            system = self.fine_tune(f"round {round_index}", pretrained, labels_path(labels),
-                                    self.folder("rounds", f"round{round_index}", "aam"))
-            system.clustering = read_report(labels)
-            systems.append(system)
-            pretrained = system.pretrained
-        return systems
+        """The pipeline YAML's rounds (its clustering, its gate setting) of pseudo-labelling the
+        pretraining pool from ``start`` then AAM fine-tuning on the labels, each fine-tuning within
+        the budget; into ``rounds/round<k>/``."""
+        rounds = BudgetedRounds(self, self.folder("rounds"))
+        return [rounds.system(round_) for round_ in rounds.run(self.args.rounds, start.pretrained)]
 
     # ----------------------------------------------------------- evaluation
     def metrics(self, system: System, evaluated_with: Optional[System] = None) -> Dict:

@@ -184,9 +184,13 @@ class Study:
         batch_size = plain_values(hparams_file)["batch_size"]
         return epochs_for_budget(self.args.budget, self.step_seconds[key], len(read_manifest(train_csv)), batch_size)
 
-    def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str) -> System:
-        """A :class:`System` for a finished training folder, with its measured cost."""
-        usage = self.stage_usage.get(f"{name} pretraining") or self.stage_usage.get(f"{name} fine-tuning") or {}
+    def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str,
+                       stage: Optional[str] = None) -> System:
+        """A :class:`System` for a finished training folder, with the measured cost of its stage
+        (``stage``, else ``<name> pretraining`` or ``<name> fine-tuning``: the name of a round's
+        fine-tuning before the rounds ran through the pipeline's, in an earlier study's records)."""
+        stages = [*([stage] if stage else []), f"{name} pretraining", f"{name} fine-tuning"]
+        usage = next((self.stage_usage[key] for key in stages if key in self.stage_usage), {})
         steps = epochs * max(1, len(read_manifest(train_csv)) // plain_values(hparams_file)["batch_size"])
         return System(name, os.path.join(folder, "pretrained"), epochs, steps, usage.get("minutes"))
 
