@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Gradient clipping as the DINO reference does it, checked at every step of one real epoch.
 
-    python bench/clipping_check.py [--max_grad_norm 1.0] [--utterances 480]
+    python -m bench.clipping_check [--max_grad_norm 1.0] [--utterances 480]
 
 Trains one epoch of ``hparams/demo/dino_ecapa.yaml`` (paper DINO, small preset) on RAVDESS actors
 1-16 and records, at every optimiser step, every gradient tensor before and after the clip: a
@@ -20,14 +19,12 @@ from typing import Dict, List
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import SHARED_DATA, write_result  # noqa: E402
-
-from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
-from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.recipes import train_dino  # noqa: E402
-from speechbrain_dino.training.brains import base  # noqa: E402
+from bench.common import SHARED_DATA, write_result
+from bench.study import DEMO_HPARAMS
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
+from speechbrain_dino.prepare.ravdess import prepare_ravdess
+from speechbrain_dino.recipes import train_dino
+from speechbrain_dino.training.brains import base
 
 
 def recording_clip(steps: List[Dict]):
@@ -69,7 +66,7 @@ def main() -> None:
     write_manifest(rows, train_csv)
     steps: List[Dict] = []
     base.clip_gradients_ = recording_clip(steps)
-    train_dino.main([os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml"), f"--train_csv={train_csv}",
+    train_dino.main([os.path.join(DEMO_HPARAMS, "dino_ecapa.yaml"), f"--train_csv={train_csv}",
                      f"--output_folder={os.path.join(work, 'out')}", "--number_of_epochs=1",
                      f"--max_grad_norm={args.max_grad_norm}", "--noprogressbar"])
     header = ["step", "tensors", "above the clip (scaled)", "under it but changed", "max abs(clipped norm - clip)",
@@ -87,7 +84,7 @@ def main() -> None:
            if verdict else "FAILED: a gradient under the clip was changed or one above it was not scaled to the clip."),
         "",
     ]
-    command = f"python bench/clipping_check.py --max_grad_norm {args.max_grad_norm:g} --utterances {args.utterances}"
+    command = f"python -m bench.clipping_check --max_grad_norm {args.max_grad_norm:g} --utterances {args.utterances}"
     print(write_result("clipping_check", command, summary + lines))
     sys.exit(0 if verdict else 1)
 

@@ -2,12 +2,12 @@
 
 Synthetic embeddings: N x dim around unit speaker centres (cosine to centre ~0.75, like the tests).
 Each measurement runs in a freshly spawned process that first generates the data, so its peak
-RSS (``VmHWM``, see speechbrain_dino/memory.py) is that measurement's own; the data's share is
+RSS (``VmHWM``, see speechbrain_dino/pipeline/memory.py) is that measurement's own; the data's share is
 reported beside it. Spawned, not forked: a child forked after the parent ran torch inherits a
 dead OpenMP thread pool, and faiss's BLAS then spins forever waiting for it.
 
-    python bench/cluster_scale.py --n 100000                  # k-means faiss vs sklearn + pipeline
-    python bench/cluster_scale.py --n 1000000 --backends faiss --pipeline-backends \
+    python -m bench.cluster_scale --n 100000                  # k-means faiss vs sklearn + pipeline
+    python -m bench.cluster_scale --n 1000000 --backends faiss --pipeline-backends \
         --agglomerate-backends faiss                           # k-means, AHC of 250k centroids
 
 Results are appended to bench/results/cluster_scale.md.
@@ -23,16 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Tuple
 
 import numpy as np
-
 from sklearn.metrics import normalized_mutual_info_score
 
-from speechbrain_dino.pseudo_labels.clustering import agglomerate, kmeans
+from bench.common import RESULTS
 from speechbrain_dino.pipeline.memory import own_peak_rss_gb
+from speechbrain_dino.pseudo_labels.clustering import agglomerate, kmeans
 from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
 from speechbrain_dino.pseudo_labels.labelling import pseudo_label
 from speechbrain_dino.pseudo_labels.metrics import purity
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cluster_scale.md")
 
 
 def planted_embeddings(
@@ -86,7 +84,7 @@ def in_fresh_process(stage: str, backend: str, args: argparse.Namespace) -> Dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (also used by ``bench/run_all.py``)."""
+    """The command line (also used by ``bench.run_all``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="embeddings")
     parser.add_argument("--dim", type=int, default=192)
@@ -98,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pipeline-backends", nargs="*", default=["faiss"])
     parser.add_argument("--agglomerate-backends", nargs="*", default=[],
                         help="also agglomerate N/4 centroid stand-ins directly")
-    parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--out", default=os.path.join(RESULTS, "cluster_scale.md"))
     return parser
 
 

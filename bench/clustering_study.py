@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Pseudo-labelling on real speech: the data-driven clustering against the fixed settings.
 
-    python bench/clustering_study.py --encoder NAME=PRETRAINED_DIR [--encoder ...] \
+    python -m bench.clustering_study --encoder NAME=PRETRAINED_DIR [--encoder ...] \
         [--pool speechocean|all] [--output bench/results/clustering_study.md]
 
-For each exported encoder, the study pool (bench/study_data.py) is embedded once and clustered
+For each exported encoder, the study pool (bench.study_data) is embedded once and clustered
 three ways from the same embeddings: the fixed settings of ``hparams/pseudo_label.yaml`` before
 release 0.2 (AHC at cosine 0.8, clusters of 8-50), the same with the PLDA second pass, and the
 data-driven settings (``ahc_threshold: auto``, ``min_size: auto``). ``--pool speechocean`` keeps
@@ -20,23 +19,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import shlex
-import sys
 from dataclasses import replace
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from study_data import prepare_study_data  # noqa: E402
-
-from speechbrain_dino.inference.embeddings import extract_embeddings  # noqa: E402
-from speechbrain_dino.errors import DataError  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig  # noqa: E402
-from speechbrain_dino.pseudo_labels.labelling import pseudo_label  # noqa: E402
-from speechbrain_dino.pseudo_labels.metrics import cluster_metrics  # noqa: E402
+from bench.common import FIGURES, REPO, RESULTS, SHARED_DATA, command_line, machine
+from bench.study import split_and_merge
+from bench.study_data import prepare_study_data
+from bench.study_figures import size_panels
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.errors import DataError
+from speechbrain_dino.inference.embeddings import extract_embeddings
+from speechbrain_dino.pseudo_labels.config import PseudoLabelConfig
+from speechbrain_dino.pseudo_labels.labelling import pseudo_label
+from speechbrain_dino.pseudo_labels.metrics import cluster_metrics
 
 FIXED = PseudoLabelConfig(ahc_threshold=0.8, min_size=8, max_size=50, member_quantile=0.2)
 SETTINGS = {
@@ -45,30 +42,6 @@ SETTINGS = {
     "data-driven (auto)": replace(FIXED, ahc_threshold="auto", min_size="auto"),
     "data-driven + PLDA pass": replace(FIXED, ahc_threshold="auto", min_size="auto", plda_second_pass=True),
 }
-
-
-def shown_arguments(argv: Sequence[str]) -> List[str]:
-    """The arguments, quoted for a shell, with absolute paths (folders of this machine) shown as ``<folder>``."""
-    def shown(item: str) -> str:
-        if os.path.isabs(item):
-            return "<folder>"
-        name, _, value = item.partition("=")
-        return f"{name}=<folder>" if value and os.path.isabs(value) else item
-
-    return [shlex.quote(shown(item)) for item in argv]
-
-
-def split_and_merge(truth: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
-    """Over the kept rows (label >= 0): clusters per true speaker and speakers per cluster (means)."""
-    kept = labels >= 0
-    pairs = {(t, c) for t, c in zip(truth[kept], labels[kept])}
-    speakers = {t for t, _ in pairs}
-    clusters = {c for _, c in pairs}
-    return {
-        "clusters_per_speaker": len(pairs) / max(len(speakers), 1),
-        "speakers_per_cluster": len(pairs) / max(len(clusters), 1),
-        "speakers_found": len(speakers),
-    }
 
 
 def study_one(vectors: np.ndarray, truth: np.ndarray) -> Dict[str, Dict]:
@@ -92,27 +65,6 @@ def study_one(vectors: np.ndarray, truth: np.ndarray) -> Dict[str, Dict]:
             **split_and_merge(truth, labels),
         }
     return results
-
-
-def size_panels(panels: Dict[str, Dict[str, np.ndarray]], true_sizes: np.ndarray, true_label: str, path: str) -> str:
-    """One histogram panel per title of ``panels`` (label -> cluster sizes [K]), each against the
-    true speakers' utterance counts ``true_sizes`` [S]; saved to ``path``."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(max(6, 5 * len(panels)), 3.6))
-    bins = np.arange(0, max(62, true_sizes.max() + 2), 2)
-    for index, (title, named_sizes) in enumerate(panels.items()):
-        axes = figure.add_subplot(1, len(panels), index + 1)
-        axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label=true_label)
-        for name, sizes in named_sizes.items():
-            axes.hist(sizes, bins=bins, histtype="step", linewidth=1.5, label=name)
-        axes.set_title(title, fontsize=10)
-        axes.set_xlabel("members per cluster")
-        axes.set_ylabel("clusters")
-        axes.legend(fontsize=7)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    return path
 
 
 def size_figure(all_results: Dict[str, Dict], truth: np.ndarray, path: str) -> str:
@@ -151,7 +103,7 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--encoder", action="append", required=True, help="NAME=PRETRAINED_DIR")
     parser.add_argument("--pool", choices=("speechocean", "all"), default="speechocean")
     parser.add_argument("--work", default=os.path.join(REPO, "bench", "work", "clustering_study"))
-    parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "clustering_study.md"))
+    parser.add_argument("--output", default=os.path.join(RESULTS, "clustering_study.md"))
     args = parser.parse_args(argv)
     data = prepare_study_data(SHARED_DATA, os.path.join(args.work, "data"))
     rows = read_manifest(data.pretrain_csv)
@@ -164,10 +116,9 @@ def main(argv: Sequence[str] = None) -> None:
         cache = os.path.join(args.work, f"{name}_{args.pool}.npz")
         vectors = extract_embeddings(folder, rows, cache_path=cache, progress=False).vectors
         all_results[name] = study_one(vectors, truth)
-    figure = size_figure(all_results, truth, os.path.join(REPO, "bench", "results", "figures",
-                                                          f"clustering_sizes_{args.pool}.png"))
+    figure = size_figure(all_results, truth, os.path.join(FIGURES, f"clustering_sizes_{args.pool}.png"))
     lines = [
-        f"Command: `python bench/clustering_study.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
+        f"Command: `{command_line('clustering_study', argv)}`  ",
         f"Date: {datetime.date.today().isoformat()}; machine: {machine()}  ",
         f"Pool: {args.pool} ({len(rows)} utterances, {len(set(truth))} speakers); seed 0. "
         "True speakers used only for scoring.",

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """DINO step cost and data-loading headroom on CPU, with the small preset on RAVDESS audio.
 
-    python bench/dino_speed.py [--steps 10] [--hparams hparams/demo/dino_ecapa.yaml]
+    python -m bench.dino_speed [--steps 10] [--hparams hparams/demo/dino_ecapa.yaml]
 
 Measured in one run on the same batches of crops:
 - a full DINO training step (augmentation, features, student on all crops, teacher on the global
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from typing import List
@@ -23,14 +21,12 @@ from typing import List
 import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import SHARED_DATA, write_result  # noqa: E402
-
-from speechbrain_dino.training.brains.multicrop import views_to_rows  # noqa: E402
-from speechbrain_dino.data.crops import multicrop_pipeline  # noqa: E402
-from speechbrain_dino.data.dataio import dataset_from_manifest  # noqa: E402
-from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
-from speechbrain_dino.config.loading import load_hparams  # noqa: E402
+from bench.common import SHARED_DATA, command_line, write_result
+from speechbrain_dino.config.loading import load_hparams
+from speechbrain_dino.data.crops import multicrop_pipeline
+from speechbrain_dino.data.dataio import dataset_from_manifest
+from speechbrain_dino.prepare.ravdess import prepare_ravdess
+from speechbrain_dino.training.brains.multicrop import views_to_rows
 
 
 def per_batch_seconds(function, batches) -> float:
@@ -114,7 +110,7 @@ def measure(args: argparse.Namespace) -> List[str]:
 
 def main() -> None:
     lines = measure(build_parser().parse_args())
-    print(write_result("dino_speed", "python " + " ".join(sys.argv), lines))
+    print(write_result("dino_speed", command_line("dino_speed"), lines))
 
 
 if __name__ == "__main__":

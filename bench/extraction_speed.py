@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Embedding extraction: batched (this project) vs EncoderClassifier.encode_batch one file at a time.
 
-    python bench/extraction_speed.py [--limit 480] [--channels 512]
+    python -m bench.extraction_speed [--limit 480] [--channels 512]
 
 Both paths use the same exported encoder (random weights: speed and agreement do not depend on
 training) on RAVDESS utterances from the benchmark data folder; reports wall time of each, the speed-up and
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from typing import List
@@ -19,13 +17,11 @@ from typing import List
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import SHARED_DATA, write_result  # noqa: E402
-
-from speechbrain_dino.data.audio import load_audio  # noqa: E402
-from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder  # noqa: E402
-from speechbrain_dino.inference.export import Architecture, export_pretrained  # noqa: E402
-from speechbrain_dino.prepare.ravdess import prepare_ravdess  # noqa: E402
+from bench.common import SHARED_DATA, command_line, write_result
+from speechbrain_dino.data.audio import load_audio
+from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder
+from speechbrain_dino.inference.export import Architecture, export_pretrained
+from speechbrain_dino.prepare.ravdess import prepare_ravdess
 
 ECAPA = "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN"
 
@@ -81,7 +77,7 @@ def measure(args: argparse.Namespace) -> List[str]:
 
 def main() -> None:
     lines = measure(build_parser().parse_args())
-    print(write_result("extraction_speed", "python " + " ".join(sys.argv), lines))
+    print(write_result("extraction_speed", command_line("extraction_speed"), lines))
 
 
 if __name__ == "__main__":

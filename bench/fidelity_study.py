@@ -1,36 +1,32 @@
-#!/usr/bin/env python3
 """What following the reference code costs or buys: the same systems trained by an older checkout
 and by this one, same seeds, same steps, evaluated alike, compared pairwise.
 
-    python bench/fidelity_study.py --old_code ../old-checkout --tag fidelity_5min \
+    python -m bench.fidelity_study --old_code ../old-checkout --tag fidelity_5min \
         --runs "DINO (paper settings)=2" RDINO=2 SDPN=3 "SDPN from contrastive=2+1"
 
-Each run is a system of bench/objectives.py (its preset in ``hparams/demo/`` and its overrides)
-with its epochs of the study pool (``A+B`` for a warm start: A epochs of its first part, then B of
-its second from the first's export), the epochs of an earlier budgeted study so that both versions
-take the same optimiser steps. The old version trains with ``--old_code`` first on PYTHONPATH and
-that checkout's presets; the new one with this checkout's. Both are evaluated by this checkout on
-the three held-out sets, and each new system's relative EER change against its old version comes
-with the 95% interval of the paired speaker bootstrap. Results: ``bench/results/<tag>.md`` and the
-BENCHMARKS.md block ``<tag>``.
+Each run is a system of bench.systems (its preset in ``hparams/demo/`` and its overrides, as
+bench.objectives trains it) with its epochs of the study pool (``A+B`` for a warm start: A epochs
+of its first part, then B of its second from the first's export), the epochs of an earlier
+budgeted study so that both versions take the same optimiser steps. The old version trains with
+``--old_code`` first on PYTHONPATH and that checkout's presets; the new one with this checkout's.
+Both are evaluated by this checkout on the three held-out sets, and each new system's relative EER
+change against its old version comes with the 95% interval of the paired speaker bootstrap.
+Results: ``bench/results/<tag>.md`` and the BENCHMARKS.md block ``<tag>``.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import os
-import sys
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from objectives import SYSTEMS, WARM_STARTS, slug  # noqa: E402
-from run_all import EVAL_SETS, Study, System, markdown_table, publish  # noqa: E402
-from study_data import prepare_study_data  # noqa: E402
-
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pipeline.stages import read_verification  # noqa: E402
-from speechbrain_dino.verification.evaluation import paired_eer_change  # noqa: E402
+from bench.common import REPO, SHARED_DATA, machine, markdown_table, publish
+from bench.study import EVAL_SETS, Study, System, slug
+from bench.study_data import prepare_study_data
+from bench.systems import SYSTEMS, WARM_STARTS
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.pipeline.stages import read_verification
+from speechbrain_dino.verification.evaluation import paired_eer_change
 
 VERSIONS = ("old", "new")
 
@@ -102,7 +98,7 @@ def main() -> None:
             cells.append(f"{eers[0]:.2f} -> {eers[1]:.2f}; {change.value:+.0f}% [{change.low:+.0f}, {change.high:+.0f}]{mark}")
         rows.append([name, "+".join(str(e) for e in runs[name]), *cells])
     block = "\n".join([
-        f"Command: `python bench/fidelity_study.py --old_code <older checkout> --tag {args.tag} --runs "
+        f"Command: `python -m bench.fidelity_study --old_code <older checkout> --tag {args.tag} --runs "
         + " ".join(f'"{text}"' for text in args.runs) + "`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
         f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min. Seeds 1986 (training), 0 (trials, "

@@ -1,15 +1,16 @@
-#!/usr/bin/env python3
 """Using a trained encoder, measured on real speech: thresholds without labels, sbdino-cluster, ONNX.
 
-    python bench/inference_study.py --init NAME=PRETRAINED_DIR [--aam_epochs 8] [--demo DEMO_OUTPUT]
+    python -m bench.inference_study --init NAME=PRETRAINED_DIR [--aam_epochs 8] [--demo DEMO_OUTPUT]
 
 From an exported label-free encoder (``--init``, e.g. the contrastive baseline pretrained on the
-study pool), on the study's sets (bench/study_data.py; evaluation speakers never trained on):
+study pool), on the study's sets (bench.study_data; evaluation speakers never trained on):
 
-1. One pseudo-label round as the pipeline runs it (``hparams/demo/pseudo_label.yaml`` on the pool,
-   ``hparams/demo/train_aam.yaml`` for ``--aam_epochs``, no validation trials), with 20% of the
-   cluster members held out of the fine-tuning (the round gate's split): the round's export records
-   the threshold estimated from its training clusters.
+1. One pseudo-label round as the pipeline runs it (the first parts of
+   ``speechbrain_dino.pipeline.rounds.RoundRunner`` with ``hparams/demo/pipeline.yaml``'s settings:
+   ``hparams/demo/pseudo_label.yaml`` on the pool, ``hparams/demo/train_aam.yaml`` for
+   ``--aam_epochs``, no validation trials), with 20% of the cluster members held out of the
+   fine-tuning (the round gate's split): the round's export records the threshold estimated from
+   its training clusters.
 2. Thresholds, per encoder and held-out set: the EER threshold of the set's labelled trials against
    the label-free estimates: the round's recorded one, the same estimator on the held-out cluster
    members (unseen by the fine-tuning), and ``sbdino-cluster``'s from the set's own clusters.
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -37,28 +37,22 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, SHARED_DATA, write_result  # noqa: E402
-from study_data import StudyData, assert_unseen, prepare_study_data  # noqa: E402
+from bench.common import REPO, SHARED_DATA, write_result
+from bench.study import GATE_SHARE, pipeline_round_settings
+from bench.study_data import StudyData, assert_unseen, prepare_study_data
+from speechbrain_dino.data.audio import load_audio
+from speechbrain_dino.data.manifest import Row, read_manifest
+from speechbrain_dino.inference.cluster import cluster_folder
+from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder
+from speechbrain_dino.inference.export import recorded_threshold
+from speechbrain_dino.inference.onnx_export import export_onnx
+from speechbrain_dino.inference.threshold_estimate import cluster_threshold
+from speechbrain_dino.pipeline.rounds import Round, RoundRunner
+from speechbrain_dino.pipeline.stages import StageRunner
+from speechbrain_dino.verification.scoring import cosine_scores
+from speechbrain_dino.verification.trials import read_trials
+from speechbrain_dino.verification.validation import eer_point
 
-from speechbrain_dino.data.audio import load_audio  # noqa: E402
-from speechbrain_dino.inference.embeddings import extract_embeddings, load_encoder  # noqa: E402
-from speechbrain_dino.inference.export import recorded_threshold  # noqa: E402
-from speechbrain_dino.inference.cluster import cluster_folder  # noqa: E402
-from speechbrain_dino.inference.onnx_export import export_onnx  # noqa: E402
-from speechbrain_dino.inference.threshold_estimate import cluster_threshold  # noqa: E402
-from speechbrain_dino.data.manifest import Row, read_manifest  # noqa: E402
-from speechbrain_dino.pseudo_labels.outputs import labels_path  # noqa: E402
-from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.pipeline.stages import StageRunner  # noqa: E402
-from speechbrain_dino.verification.scoring import cosine_scores  # noqa: E402
-from speechbrain_dino.verification.trials import read_trials  # noqa: E402
-from speechbrain_dino.verification.validation import eer_point  # noqa: E402
-
-PSEUDO_LABEL_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pseudo_label.yaml")
-AAM_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
-GATE_SHARE = 0.2
 #: Held-out sets: (name, StudyData manifest attribute, trials attribute).
 SETS = [
     ("speechocean762 (25 speakers)", "speechocean_test_csv", "speechocean_trials"),
@@ -191,14 +185,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_name, init_dir = args.init.split("=", 1)
     out = os.path.abspath(args.output_folder)
     data = prepare_study_data(SHARED_DATA, os.path.join(out, "data"))
-    stages = StageRunner()
 
-    # 1. one pseudo-label round, 20% of the members held out of its fine-tuning
-    labels = stages.pseudo_label(PSEUDO_LABEL_YAML, init_dir, data.pretrain_csv, os.path.join(out, "round1", "labels"))
-    assert_unseen(labels_path(labels), data, labelled=False)
-    split = write_gate_data(read_manifest(labels_path(labels)), os.path.join(out, "round1", "gate"), GATE_SHARE, 1)
-    round_dir = stages.train_aam(AAM_YAML, split.train_csv, init_dir, os.path.join(out, "round1", "aam"),
-                                 {"number_of_epochs": args.aam_epochs}, name="round 1: AAM fine-tuning")
+    # 1. one pseudo-label round, 20% of the members held out of its fine-tuning (no gate verification)
+    rounds = RoundRunner(StageRunner(), pipeline_round_settings(gate_share=GATE_SHARE, aam_overrides={}),
+                         data.pretrain_csv, out, aam_overrides={"number_of_epochs": args.aam_epochs},
+                         check_labels=lambda path: assert_unseen(path, data, labelled=False))
+    round_ = Round(1, init_dir)
+    rounds.cluster(round_)
+    if not rounds.hold_out(round_):
+        raise SystemExit("error: round 1's clusters are too small to hold members out")
+    rounds.fine_tune(round_)
+    split, round_dir = round_.split, round_.encoder
     encoders = {init_name: os.path.abspath(init_dir), "round 1": round_dir}
     recorded = recorded_threshold(round_dir)
     heldout_estimate = heldout_members_estimate(round_dir, split.heldout_csv, os.path.join(out, "round1", "heldout.npz"))
@@ -275,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ]
     shown = " ".join([f"--init {init_name}=<folder>", f"--aam_epochs {args.aam_epochs}"]
                      + (["--demo <folder>"] if args.demo else []))
-    print(write_result("inference", f"python bench/inference_study.py {shown}", lines))
+    print(write_result("inference", f"python -m bench.inference_study {shown}", lines))
 
 
 if __name__ == "__main__":

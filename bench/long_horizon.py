@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """The paper's claim over a longer horizon: learning curves of paper DINO, the warm start and
 contrastive on one schedule of ``--minutes`` each, for speakers and emotion.
 
-    python bench/long_horizon.py --systems "paper DINO"        # one training per core, in parallel:
-    python bench/long_horizon.py --systems contrastive          #   taskset -c 0 / -c 1, OMP_NUM_THREADS=1
-    python bench/long_horizon.py --systems "warm start"
-    python bench/long_horizon.py --report                       # tables, figures, fit, BENCHMARKS block
+    python -m bench.long_horizon --systems "paper DINO"        # one training per core, in parallel:
+    python -m bench.long_horizon --systems contrastive          #   taskset -c 0 / -c 1, OMP_NUM_THREADS=1
+    python -m bench.long_horizon --systems "warm start"
+    python -m bench.long_horizon --report                       # tables, figures, fit, BENCHMARKS block
 
-Each system trains on the study pool (bench/study_data.py) with a schedule planned for
-``--minutes`` (80) of training from its step time measured on this machine (bench/budget.py), and
+Each system trains on the study pool (bench.study_data) with a schedule planned for
+``--minutes`` (80) of training from its step time measured on this machine (bench.budget), and
 exports its encoder after the steps that correspond to each of ``--points`` minutes
 (``export_steps``: snapshots of one schedule, so the 20-minute point of an 80-minute schedule is not
 a 20-minute run: its learning rate and teacher momentum are still mid-schedule).
@@ -43,37 +42,32 @@ import datetime
 import json
 import math
 import os
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from budget import plain_values  # noqa: E402
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from run_all import EMOTION_YAML, EVAL_SETS, FIGURES, Study, System, markdown_table, publish  # noqa: E402
-from study_data import prepare_study_data  # noqa: E402
+from bench.budget import plain_values
+from bench.common import FIGURES, REPO, SHARED_DATA, machine, markdown_table, publish
+from bench.study import DEMO_HPARAMS, EVAL_SETS, PIPELINE_YAML, Study, System, folder_name
+from bench.study_data import prepare_study_data
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache
+from speechbrain_dino.inference.embeddings import EmbeddingTable
+from speechbrain_dino.pipeline.stages import read_emotion, read_json, read_verification
+from speechbrain_dino.training.rank_monitor import effective_rank
+from speechbrain_dino.training.snapshots import SNAPSHOTS_FOLDER
+from speechbrain_dino.verification.bootstrap import SpeakerBootstrap, TrialSpeakers, eer_interval
+from speechbrain_dino.verification.trials import read_scores, same_trials
 
-from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache  # noqa: E402
-from speechbrain_dino.inference.embeddings import EmbeddingTable  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.pipeline.stages import read_emotion, read_json, read_verification  # noqa: E402
-from speechbrain_dino.training.rank_monitor import effective_rank  # noqa: E402
-from speechbrain_dino.training.snapshots import SNAPSHOTS_FOLDER  # noqa: E402
-from speechbrain_dino.verification.bootstrap import SpeakerBootstrap, TrialSpeakers, eer_interval  # noqa: E402
-from speechbrain_dino.verification.trials import read_scores, same_trials  # noqa: E402
-
-PIPELINE = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml"))
-DEMO = os.path.join(HPARAMS_FOLDER, "demo")
+PIPELINE = plain_values(PIPELINE_YAML)
 REFERENCE = "contrastive"
 DINO = "paper DINO"
 WARM_START = "warm start"
 #: system -> its training parts: (hparams file, share of the budget; None: what the first part left)
 SYSTEMS: Dict[str, List[Tuple[str, Optional[float]]]] = {
-    REFERENCE: [(os.path.join(DEMO, "contrastive_ecapa.yaml"), 1.0)],
-    DINO: [(os.path.join(DEMO, "dino_ecapa.yaml"), 1.0)],
+    REFERENCE: [(os.path.join(DEMO_HPARAMS, "contrastive_ecapa.yaml"), 1.0)],
+    DINO: [(os.path.join(DEMO_HPARAMS, "dino_ecapa.yaml"), 1.0)],
     WARM_START: [(os.path.join(REPO, PIPELINE["warm_start_hparams"]), 0.5),
                  (os.path.join(REPO, PIPELINE["pretraining_hparams"]), None)],
 }
@@ -125,7 +119,8 @@ class LongHorizonStudy(Study):
             upper = math.inf if last else owned_until + self.args.minutes * share
             points = [p for p in self.args.points if owned_until < p <= upper]
             snapshots = [(p, min(steps, max(1, round((p - spent) * 60 / seconds)))) for p in points]
-            parts.append(Part(hparams_file, self.folder(slug(system), f"part{index + 1}"), epochs, steps, seconds, snapshots))
+            folder = self.folder(folder_name(system), f"part{index + 1}")
+            parts.append(Part(hparams_file, folder, epochs, steps, seconds, snapshots))
             spent += steps * seconds / 60
             owned_until = upper
         return parts
@@ -141,7 +136,7 @@ class LongHorizonStudy(Study):
                 overrides["init_from"] = init_from
             init_from = self.stages.train_dino(part.hparams_file, self.data.pretrain_csv, part.folder, overrides,
                                                name=f"{system} ({os.path.basename(part.hparams_file)})")
-        with open(self.folder(slug(system), "plan.json"), "w", encoding="utf-8") as fout:
+        with open(self.folder(folder_name(system), "plan.json"), "w", encoding="utf-8") as fout:
             json.dump([dataclasses.asdict(part) for part in parts], fout, indent=1)
         return parts
 
@@ -150,18 +145,6 @@ class LongHorizonStudy(Study):
         part = next(part for part in parts if part.step_at(point) is not None)
         folder = os.path.join(part.folder, SNAPSHOTS_FOLDER, f"step{part.step_at(point)}")
         return System(point_name(system, point), folder)
-
-    def evaluate_point(self, system: System, baselines: Sequence[str] = ()) -> None:
-        """Verification on the three sets and emotion on the RAVDESS folds of one snapshot."""
-        self.evaluate_sets(system, baselines)
-        self.stages.emotion(EMOTION_YAML, system.pretrained, self.data.ravdess_test_csv,
-                            self.eval_folder(system, "emotion"), system.name, baselines,
-                            overrides={"protocol": "speaker_kfold", "folds": 4})
-
-
-def slug(name: str) -> str:
-    """A folder name for a system name."""
-    return name.replace(" ", "_")
 
 
 def point_name(system: str, point: float) -> str:
@@ -268,7 +251,7 @@ def minutes_text(minutes: float) -> str:
 def report(study: LongHorizonStudy, draws: int) -> None:
     """Tables, figures, the gap fit and the default rule into the results file and BENCHMARKS.md."""
     plans = {system: [Part(**{**part, "snapshots": [tuple(pair) for pair in part["snapshots"]]})
-                      for part in read_json(study.folder(slug(system), "plan.json"))] for system in SYSTEMS}
+                      for part in read_json(study.folder(folder_name(system), "plan.json"))] for system in SYSTEMS}
     compared = [DINO, WARM_START]
     results = point_results(study, [REFERENCE, *compared], draws)
     anchor = System(point_name(REFERENCE, study.args.points[0]), "")
@@ -313,7 +296,7 @@ def report(study: LongHorizonStudy, draws: int) -> None:
         for system in SYSTEMS
     ]
     block = "\n".join([
-        "Command: `python bench/long_horizon.py --systems ...` (one per core) then `--report`  ",
+        "Command: `python -m bench.long_horizon --systems ...` (one per core) then `--report`  ",
         f"Date: {datetime.date.today().isoformat()}; machine: {machine()}; one torch thread per training, "
         f"two trainings at a time, each pinned to its own core. Schedules set for {study.args.minutes:g} minutes "
         f"at the step times measured here; the points are snapshots of those schedules (not shorter runs). "
@@ -446,7 +429,7 @@ def main() -> None:
         parts = study.train_system(system)
         for index, point in enumerate(args.points):
             baselines = BASELINES if system == REFERENCE and index == 0 else ()
-            study.evaluate_point(study.snapshot(system, point, parts), baselines)
+            study.evaluate(study.snapshot(system, point, parts), baselines)
     if args.report:
         report(study, args.draws)
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The label-free objectives at one budget: which self-supervised training gives the best embedding.
 
-    python bench/objectives.py [--budget 5] [--systems NAME ...] [--output_folder bench/work/objectives]
+    python -m bench.objectives [--budget 5] [--systems NAME ...] [--output_folder bench/work/objectives]
 
-Every system trains on the study pool (bench/study_data.py: RAVDESS 1-16, LibriSpeech readers not
+Every system trains on the study pool (bench.study_data: RAVDESS 1-16, LibriSpeech readers not
 held out, 83 speechocean762 speakers) for the same wall-clock budget, planned in steps from its
-own measured step time (bench/budget.py), with the development speakers' EER logged every epoch
+own measured step time (bench.budget), with the development speakers' EER logged every epoch
 (learning curves). Each is then evaluated on the three held-out sets: RAVDESS actors 17-24,
 LibriSpeech half-utterance trials, and 25 speechocean762 speakers (text-independent). The table
 gives the EERs, the step time against paper DINO's, and the effective rank of the held-out
@@ -14,7 +14,7 @@ speechocean embeddings (RankMe and the components for 99% of the variance). Syst
 - the baselines: MFCC statistics, the untrained encoder;
 - the contrastive baseline (NT-Xent) of ``hparams/demo/contrastive_ecapa.yaml``;
 - DINO with the paper's settings at small scale (babble shared by the views, as before release 0.2);
-- that DINO with each small-budget fix alone (see :data:`SYSTEMS`);
+- that DINO with each small-budget fix alone (see :data:`bench.systems.SYSTEMS`);
 - the regularised DINO family: RDINO, SDPN, DINO + student-teacher cosine, SDPN + a contrastive
   term (as C3-DINO combines the two), and SDPN started from a contrastive model trained for half
   the budget (a warm start: both halves count against the budget).
@@ -28,65 +28,23 @@ import argparse
 import datetime
 import json
 import os
-import re
-import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
+from bench.budget import remaining_share
+from bench.common import FIGURES, REPO, SHARED_DATA, command_line, machine, markdown_table, publish
+from bench.study import DEMO_HPARAMS, EVAL_SETS, Study, System, learning_curve, slug
+from bench.study_data import prepare_study_data
+from bench.systems import PAPER_DINO_SYSTEM, SYSTEMS, WARM_STARTS
+from speechbrain_dino.inference.baselines import BASELINES
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from budget import remaining_share  # noqa: E402
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from run_all import EVAL_SETS, FIGURES, Study, System, markdown_table, publish  # noqa: E402
-from study_data import prepare_study_data  # noqa: E402
-
-from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache  # noqa: E402
-from speechbrain_dino.inference.embeddings import EmbeddingTable  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.pipeline.stages import read_verification  # noqa: E402
-from speechbrain_dino.training.rank_monitor import effective_rank  # noqa: E402
-
-PRESETS = os.path.join(HPARAMS_FOLDER, "demo")
-#: The study's speed unit, and the system each DINO fix changes one setting of.
-PAPER_DINO_SYSTEM = "DINO (paper settings)"
-#: Small DINO as the paper has it (its views share their in-batch babble, as before release 0.2).
-PAPER_DINO = {"augment": {"independent_babble": False}}
-#: name -> (preset in hparams/demo/, overrides of it)
-SYSTEMS: Dict[str, Tuple[str, Mapping]] = {
-    "contrastive": ("contrastive_ecapa.yaml", {}),
-    PAPER_DINO_SYSTEM: ("dino_ecapa.yaml", PAPER_DINO),
-    "+ independent babble": ("dino_ecapa.yaml", {}),
-    "+ whole-utterance, spread crops": ("dino_ecapa.yaml", {**PAPER_DINO, "crops": {"window_factor": None, "spread_global": True}}),
-    "+ teacher horizon 0.5 epoch": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"teacher_momentum_horizon_epochs": 0.5}}),
-    "+ LR scaling rule": ("dino_ecapa.yaml", {**PAPER_DINO, "schedule": {"lr_per_256": 0.005, "base_lr": None}}),
-    "+ BatchNorm head and embedding": ("dino_ecapa.yaml", {**PAPER_DINO, "student_head": {"use_bn": True, "input_bn": True}}),
-    "+ clean teacher crops": ("dino_ecapa.yaml", {**PAPER_DINO, "teacher_augmentation": "clean"}),
-    "+ student exported": ("dino_ecapa.yaml", {**PAPER_DINO, "export_encoder": "student"}),
-    "DINO, babble + whole-utterance crops": ("dino_ecapa.yaml", {"crops": {"window_factor": None, "spread_global": True}}),
-    "DINO, all fixes": ("dino_ecapa.yaml", {
-        "crops": {"window_factor": None, "spread_global": True},
-        "schedule": {"teacher_momentum_horizon_epochs": 0.5, "lr_per_256": 0.005, "base_lr": None},
-        "student_head": {"use_bn": True, "input_bn": True}, "teacher_augmentation": "clean"}),
-    "RDINO": ("rdino_ecapa.yaml", {}),
-    "SDPN": ("sdpn_ecapa.yaml", {}),
-    "SDPN, 256 prototypes": ("sdpn_ecapa.yaml", {"n_prototypes": 256}),
-    "DINO + cosine (Hyperion)": ("dino_cosine_ecapa.yaml", {}),
-    "SDPN + contrastive term": ("sdpn_ecapa.yaml", {"contrastive_weight": 1.0, "contrastive_decay_fraction": None}),
-}
 #: Systems on paper DINO's preset (its crops and network), planned from its measured step time (their
 #: changes cost nothing per step, and a 5-minute plan is whole epochs: the same steps either way).
 TIMED_AS_PAPER_DINO = [name for name, (preset, _) in SYSTEMS.items()
                        if preset == SYSTEMS[PAPER_DINO_SYSTEM][0] and name != PAPER_DINO_SYSTEM]
-#: A system trained in two parts: the first gets half the budget (whole epochs), its export starts
-#: the second, which gets the time the first left (so both together cost one budget).
-WARM_STARTS: Dict[str, Tuple[str, str]] = {
-    "SDPN from contrastive": ("contrastive", "SDPN"),
-    "SDPN + contrastive term from contrastive": ("contrastive", "SDPN + contrastive term"),
-}
 
 
 class ObjectivesStudy(Study):
-    """:class:`run_all.Study` for self-supervised objectives: dev validation, three test sets."""
+    """:class:`~bench.study.Study` for self-supervised objectives, each validated on the development speakers."""
 
     def calibrate_systems(self, names: Sequence[str]) -> None:
         """Measures the step time of every system in ``names`` (and of paper DINO, the speed unit)
@@ -96,14 +54,14 @@ class ObjectivesStudy(Study):
             if name in TIMED_AS_PAPER_DINO:
                 continue
             preset, overrides = SYSTEMS[name]
-            self.calibrate(slug(name), "train_dino", os.path.join(PRESETS, preset),
+            self.calibrate(slug(name), "train_dino", os.path.join(DEMO_HPARAMS, preset),
                            {"train_csv": self.data.pretrain_csv, **overrides})
 
     def train(self, name: str, preset: str, overrides: Mapping, budget_share: float = 1.0,
               init_from: Optional[str] = None, timed_as: Optional[str] = None) -> System:
         """Trains ``name`` from ``hparams/demo/<preset>`` with ``overrides`` for its share of the budget,
         planned from the step time of ``timed_as`` (a :data:`SYSTEMS` name; default ``name``)."""
-        hparams_file = os.path.join(PRESETS, preset)
+        hparams_file = os.path.join(DEMO_HPARAMS, preset)
         timing = slug(timed_as or name)
         base = {"train_csv": self.data.pretrain_csv, **overrides}
         if init_from:
@@ -119,44 +77,6 @@ class ObjectivesStudy(Study):
         run.pop("train_csv")
         self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, run, name=f"{name} pretraining")
         return self.trained_system(name, folder, epochs, hparams_file, self.data.pretrain_csv)
-
-    def row(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
-        """EER per set and the held-out speechocean embeddings' effective rank."""
-        owner = evaluated_with or system
-        row: Dict = {"system": system.name}
-        for eval_set in EVAL_SETS:
-            raw = read_verification(self.eval_folder(owner, eval_set), owner.name)[system.name]["raw"]
-            row[eval_set] = raw["EER"]
-        cache = embeddings_cache(self.eval_folder(owner, "speechocean"), system.name, "test")
-        nan = {"rankme": float("nan"), "dims_99": float("nan")}
-        row.update(effective_rank(torch.from_numpy(EmbeddingTable.load(cache).vectors)) if os.path.isfile(cache) else nan)
-        return row
-
-
-def slug(name: str) -> str:
-    """A folder name for a system name."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
-
-
-def command_line(argv: Sequence[str]) -> str:
-    """The arguments as a reader can retype them: encoder folders (outside the repository) shown
-    as ``<folder>``, names with spaces quoted."""
-    shown = []
-    for argument in argv:
-        if "=" in argument and os.path.isabs(argument.split("=", 1)[1]):
-            argument = argument.split("=", 1)[0] + "=<folder>"
-        shown.append(f'"{argument}"' if " " in argument else argument)
-    return " ".join(shown)
-
-
-def learning_curve(train_log: str) -> List[Tuple[int, float]]:
-    """(optimiser steps, validation EER) per epoch of a training log."""
-    points = []
-    for line in open(train_log, encoding="utf-8"):
-        steps, eer = re.search(r"steps: (\d+)", line), re.search(r"valid EER: ([0-9.e+-]+)", line)
-        if steps and eer:
-            points.append((int(steps.group(1)), float(eer.group(1))))
-    return points
 
 
 def training_curve(system: System, started_from: Optional[System] = None) -> List[Tuple[int, float]]:
@@ -264,7 +184,7 @@ def main() -> None:
                            "Development EER during training"
                            + ("" if args.pretrained else f" ({tag.split('_', 1)[1]} per system)"))
     header = [
-        f"Command: `python bench/objectives.py {command_line(sys.argv[1:])}`  ",
+        f"Command: `{command_line('objectives')}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
         f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
         ("Encoders trained elsewhere on the study pool (named by their settings)" if args.pretrained else

@@ -1,12 +1,12 @@
 """Benchmark: data preparation on the real recordings of the benchmark data folder
-($SBDINO_SHARED_DATA; see bench/common.py).
+($SBDINO_SHARED_DATA; see bench.common).
 
 Prepares RAVDESS (expects 1440 utterances, 24 speakers, 8 emotions) and librispeech_251 both as a
 LibriSpeech folder and as a plain folder with a speaker regex (expects 251 utterances, 251
 speakers), asserts those counts, prints a Markdown table and writes it to
 ``bench/results/prepare_shared.md``. Manifests go to a temporary folder, so every run scans afresh.
 
-    python bench/prepare_shared.py [--data_root DATA] [--output FILE]
+    python -m bench.prepare_shared [--data_root DATA] [--output FILE]
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import tempfile
 import time
 from typing import Callable, Dict, List
 
+from bench.common import RESULTS, SHARED_DATA
 from speechbrain_dino.prepare import prepare_folder, prepare_librispeech, prepare_ravdess
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRISPEECH_SPEAKER = r"^(?P<spk>\d+)-"
 
 
@@ -83,10 +83,8 @@ def measure(data_root: str) -> str:
 def main() -> None:
     """Runs the three preparations and writes the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_root", default=os.path.join(REPO_ROOT, "..", "shared", "data"))
-    parser.add_argument(
-        "--output", default=os.path.join(REPO_ROOT, "bench", "results", "prepare_shared.md")
-    )
+    parser.add_argument("--data_root", default=SHARED_DATA)
+    parser.add_argument("--output", default=os.path.join(RESULTS, "prepare_shared.md"))
     args = parser.parse_args()
     table = measure(args.data_root)
     print(table, end="")

@@ -1,20 +1,21 @@
-#!/usr/bin/env python3
 """Pseudo-label rounds on real speech, round by round, with the round gate and the AAM budget.
 
-    python bench/rounds_study.py --init NAME=PRETRAINED_DIR [--rounds 2] [--output_folder DIR]
+    python -m bench.rounds_study --init NAME=PRETRAINED_DIR [--rounds 2] [--output_folder DIR]
 
-Starting from an exported label-free encoder (e.g. the best of bench/objectives.py), each round
-runs what the pipeline runs (``hparams/demo/pseudo_label.yaml`` with its data-driven thresholds;
-``hparams/demo/train_aam.yaml`` with the epochs from the clusters, as ``hparams/demo/pipeline.yaml``
-sets them; the round gate on :data:`GATE_SHARE` held-out cluster members, which the pipelines
-leave off by default) on the study pool (bench/study_data.py:
-RAVDESS actors 1-16, LibriSpeech readers not held out, 83 speechocean762 speakers), and evaluates
-every round's encoder on the three held-out sets, whether the gate keeps it or not. Per round:
-clusters against the true speakers that can form one (two or more utterances in the pool), kept
-fraction, purity, NMI and ARI of the kept rows, clusters per true speaker and speakers per
-cluster, the gate's pseudo-speaker EERs and decision, the AAM epochs, and the held-out EERs; a
-figure compares each round's cluster sizes with the true ones. True speakers are read only to
-score the rounds. Like the pipeline, the rounds stop after one the gate rejects.
+Starting from an exported label-free encoder (e.g. the best of bench.objectives), each round
+runs what the pipeline runs (``speechbrain_dino.pipeline.rounds.RoundRunner`` with the settings of
+``hparams/demo/pipeline.yaml``: ``hparams/demo/pseudo_label.yaml`` with its data-driven
+thresholds, ``hparams/demo/train_aam.yaml`` with the epochs from the clusters), with the round gate
+on :data:`~bench.study.GATE_SHARE` held-out cluster members (which the pipelines leave off by
+default) and each fine-tuning validated on the development speakers, on the study pool
+(bench.study_data: RAVDESS actors 1-16, LibriSpeech readers not held out, 83 speechocean762
+speakers); it evaluates every round's encoder on the three held-out sets, whether the gate keeps
+it or not. Per round: clusters against the true speakers that can form one (two or more
+utterances in the pool), kept fraction, purity, NMI and ARI of the kept rows, clusters per true
+speaker and speakers per cluster, the gate's pseudo-speaker EERs and decision, the AAM epochs,
+and the held-out EERs; a figure compares each round's cluster sizes with the true ones. True
+speakers are read only to score the rounds. Like the pipeline, the rounds stop after one the gate
+rejects (``RoundRunner.run``).
 """
 from __future__ import annotations
 
@@ -22,33 +23,26 @@ import argparse
 import datetime
 import json
 import os
-import sys
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from budget import plain_values  # noqa: E402
-from clustering_study import shown_arguments, size_panels, split_and_merge  # noqa: E402
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from objectives import EVAL_SETS, ObjectivesStudy  # noqa: E402
-from run_all import FIGURES, System, markdown_table, publish  # noqa: E402
-from study_data import assert_unseen, prepare_study_data  # noqa: E402
-
-from speechbrain_dino.inference.baselines import BASELINES  # noqa: E402
-from speechbrain_dino.inference.export import read_metadata  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pipeline.run import gate_round  # noqa: E402
-from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
-from speechbrain_dino.pseudo_labels.round_gate import write_gate_data  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-
-PIPELINE_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml")
-PSEUDO_LABEL_YAML = os.path.join(HPARAMS_FOLDER, "demo", "pseudo_label.yaml")
-AAM_YAML = os.path.join(HPARAMS_FOLDER, "demo", "train_aam.yaml")
-VERIFICATION_YAML = os.path.join(HPARAMS_FOLDER, "verification.yaml")
-#: The share of each round's cluster members the gate holds out (the pipelines' ``round_gate``).
-GATE_SHARE = 0.2
+from bench.common import FIGURES, REPO, SHARED_DATA, command_line, machine, markdown_table, publish
+from bench.study import (
+    EVAL_SETS,
+    GATE_SHARE,
+    Study,
+    System,
+    pipeline_round_settings,
+    recorded_epochs,
+    split_and_merge,
+)
+from bench.study_data import prepare_study_data
+from bench.study_figures import size_panels
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.inference.baselines import BASELINES
+from speechbrain_dino.pipeline.rounds import Round, RoundRunner
+from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
 
 
 def clustering_record(pool: Sequence[Dict], labels_folder: str) -> Dict:
@@ -70,9 +64,13 @@ def clustering_record(pool: Sequence[Dict], labels_folder: str) -> Dict:
     }
 
 
-def aam_epochs(aam_folder: str) -> int:
-    """The epochs the AAM budget gave (recorded in the export's metadata)."""
-    return int(read_metadata(os.path.join(aam_folder, "pretrained"))["number_of_epochs"])
+def gated_rounds(study: Study) -> RoundRunner:
+    """The demo pipeline's rounds on the study pool into the study's folder (``round<k>/``), with the
+    gate on :data:`~bench.study.GATE_SHARE` of the members and each fine-tuning validated on the
+    development speakers; no evaluation file may reach the labels."""
+    settings = pipeline_round_settings(gate_share=GATE_SHARE)
+    validation = {"valid_csv": study.data.dev_csv, "valid_trials": study.data.dev_trials}
+    return RoundRunner(study.stages, settings, study.data.pretrain_csv, study.output, validation, study.check_labels)
 
 
 def results_lines(rows: Sequence[Dict], records: Dict[str, Dict], true_count: int) -> List[str]:
@@ -106,8 +104,7 @@ def main(argv: Sequence[str] = None) -> None:
     args.output_folder = args.output_folder or os.path.join(REPO, "bench", "work", f"rounds_{start_name}")
     args.gpu, args.epochs, args.budget = False, None, None
     started = datetime.datetime.now()
-    pipeline = plain_values(PIPELINE_YAML)
-    study = ObjectivesStudy(args)
+    study = Study(args)
     study.data = data = prepare_study_data(SHARED_DATA, study.folder("data"))
     pool = read_manifest(data.pretrain_csv)
 
@@ -115,33 +112,20 @@ def main(argv: Sequence[str] = None) -> None:
     study.evaluate_sets(start, BASELINES)
     rows = [study.row(System(name, ""), evaluated_with=start) for name in BASELINES] + [study.row(start)]
     records: Dict[str, Dict] = {}
-    pretrained = start.pretrained
-    for round_index in range(1, args.rounds + 1):
-        name = f"round {round_index}"
-        labels = study.stages.pseudo_label(PSEUDO_LABEL_YAML, pretrained, data.pretrain_csv,
-                                           study.folder(f"round{round_index}", "labels"), name=f"{name}: pseudo-labels")
-        assert_unseen(labels_path(labels), data, labelled=False)
-        split = write_gate_data(read_manifest(labels_path(labels)), study.folder(f"round{round_index}", "gate"),
-                                GATE_SHARE, round_index)
-        aam_folder = study.folder(f"round{round_index}", "aam")
-        candidate = study.stages.train_aam(
-            AAM_YAML, split.train_csv, pretrained, aam_folder,
-            {**pipeline["aam_overrides"], "valid_csv": data.dev_csv, "valid_trials": data.dev_trials},
-            name=f"{name}: AAM fine-tuning",
-        )
-        decision = gate_round(study.stages, VERIFICATION_YAML, name, pretrained, candidate, split)
-        system = System(name, candidate)
+
+    def evaluate_round(round_: Round) -> None:
+        """A round's encoder on the held-out sets (kept by the gate or not), and its record."""
+        system = System(round_.name, round_.encoder)
         study.evaluate_sets(system, ())
         rows.append(study.row(system))
-        records[name] = {
-            **clustering_record(pool, labels), "aam_epochs": aam_epochs(aam_folder),
-            "gate": decision.cell(),
+        records[round_.name] = {
+            **clustering_record(pool, round_.labels), "aam_epochs": recorded_epochs(os.path.dirname(round_.encoder)),
+            "gate": round_.decision.cell() if round_.decision else "skipped (clusters too small)",
         }
         with open(study.folder("records.json"), "w", encoding="utf-8") as fout:
             json.dump({"rows": rows, "records": records}, fout, indent=1)
-        if not decision.accepted:
-            break
-        pretrained = candidate
+
+    gated_rounds(study).run(args.rounds, start.pretrained, evaluate_round)
 
     speakers, counts = np.unique([row["spk_id"] for row in pool], return_counts=True)
     true_sizes = counts[counts >= 2]
@@ -149,7 +133,7 @@ def main(argv: Sequence[str] = None) -> None:
                          true_sizes, "true speakers (>= 2 utts)", os.path.join(FIGURES, f"rounds_{start_name}_sizes.png"))
     tag = f"rounds_{start_name}"
     header = [
-        f"Command: `python bench/rounds_study.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
+        f"Command: `{command_line('rounds_study', argv)}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; wall time "
         f"{(datetime.datetime.now() - started).total_seconds() / 60:.0f} min.  ",
         f"Pool: {len(pool)} utterances of {len(speakers)} speakers, {len(true_sizes)} of them with two or more "

@@ -1,20 +1,21 @@
-#!/usr/bin/env python3
 """The real-speech study in one command: every system at the same budget, speed and scale, figures.
 
-    python bench/run_all.py [--budget 5] [--output_folder bench/work/study] [--gpu]
+    python -m bench.run_all [--budget 5] [--output_folder bench/work/study] [--gpu]
 
-On the benchmark data folder ($SBDINO_SHARED_DATA; see bench/study_data.py for the sets):
+On the benchmark data folder ($SBDINO_SHARED_DATA; see bench.study_data for the sets):
 
 1. Speed and scale, first, on a quiet machine: data preparation; a DINO step against a plain
    forward + backward on the same crops, and data-loading headroom; batched extraction against
    ``EncoderClassifier.encode_batch`` one file at a time; scoring 1M trials; k-means into many
    clusters with faiss and with scikit-learn at 100k and 1M embeddings (time, peak memory).
 2. Systems, every training run planned to ``--budget`` minutes from step times measured here
-   (bench/budget.py): MFCC statistics and random-init ECAPA (no training), the contrastive
+   (bench.budget): MFCC statistics and random-init ECAPA (no training), the contrastive
    baseline (NT-Xent), DINO with the paper's settings, the pipeline's pretraining (the pipeline
    YAML's ``warm_start_hparams`` then ``pretraining_hparams``, both parts within one budget; today the
    contrastive warm start, then SDPN), its pseudo-label round 1 and round 2 (k-means -> AHC ->
-   filter -> AAM fine-tuning), and AAM fine-tuning of it on the true labels (upper bound).
+   filter -> AAM fine-tuning: the pipeline YAML's rounds, run by
+   ``speechbrain_dino.pipeline.rounds.RoundRunner``, each fine-tuning planned to the budget), and
+   AAM fine-tuning of it on the true labels (upper bound).
    Pretraining and pseudo-labelling never see an evaluation speaker (asserted).
 3. Evaluation of each: verification on RAVDESS actors 17-24 (targets cross emotion and sentence)
    and on half-utterance trials of held-out LibriSpeech speakers; emotion with a logistic-regression
@@ -29,126 +30,56 @@ Every stage runs in its own folder under ``--output_folder``; a rerun skips fini
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import json
 import os
-import re
 import shutil
-import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cluster_scale  # noqa: E402
-import dino_speed  # noqa: E402
-import extraction_speed  # noqa: E402
-import prepare_shared  # noqa: E402
-import scoring_speed  # noqa: E402
-from budget import epochs_for_budget, plain_values, remaining_share, seconds_per_step  # noqa: E402
-from common import REPO, SHARED_DATA, machine  # noqa: E402
-from study_data import StudyData, assert_unseen, describe, prepare_study_data  # noqa: E402
-from study_figures import det_figure, embedding_map  # noqa: E402
-
-from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache, mfcc_statistics  # noqa: E402
-from speechbrain_dino.inference.embeddings import EmbeddingTable  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report  # noqa: E402
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.pipeline.stages import StageRunner, StageUsage, read_emotion, read_json, read_verification  # noqa: E402
-from speechbrain_dino.verification.evaluation import score_file  # noqa: E402
-
-RESULTS = os.path.join(REPO, "bench", "results")
-FIGURES = os.path.join(RESULTS, "figures")
-BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
-DISPLAY_NAMES = {"mfcc_stats": "MFCC statistics (mean+std, standardised)", "random_init": "random-init ECAPA"}
-#: The held-out verification sets (StudyData's ``<name>_test_csv`` and ``<name>_trials``) and their labels.
-EVAL_SETS = {
-    "ravdess": "RAVDESS 17-24",
-    "librispeech": "LibriSpeech halves",
-    "speechocean": "speechocean762 (25 speakers)",
-}
-VERIFICATION_YAML = os.path.join(HPARAMS_FOLDER, "verification.yaml")
-EMOTION_YAML = os.path.join(HPARAMS_FOLDER, "emotion.yaml")
+from bench import cluster_scale, dino_speed, extraction_speed, prepare_shared, scoring_speed
+from bench.budget import plain_values, remaining_share
+from bench.common import FIGURES, REPO, RESULTS, SHARED_DATA, command_line, machine, markdown_table, write_benchmarks
+from bench.study import DISPLAY_NAMES, EVAL_SETS, Study, System, folder_name, pipeline_round_settings
+from bench.study_data import describe, prepare_study_data
+from bench.study_figures import det_figure, embedding_map
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.inference.baselines import BASELINES, embeddings_cache, mfcc_statistics
+from speechbrain_dino.inference.embeddings import EmbeddingTable
+from speechbrain_dino.pipeline.rounds import Round, RoundRunner
+from speechbrain_dino.pipeline.stages import read_emotion, read_verification
+from speechbrain_dino.pseudo_labels.outputs import labels_path, read_report
 
 
-@dataclasses.dataclass
-class System:
-    """A trained system: its exported encoder and what its training cost."""
+class BudgetedRounds(RoundRunner):
+    """The pipeline's rounds, each AAM fine-tuning planned to the study's budget (its epochs from the
+    step time measured here, instead of the pipeline's epochs from the clusters)."""
 
-    name: str
-    pretrained: str
-    epochs: Optional[int] = None
-    steps: Optional[int] = None
-    train_minutes: Optional[float] = None
-    clustering: Optional[Dict] = None
+    def __init__(self, study: "MainStudy", folder: str) -> None:
+        settings = pipeline_round_settings(study.presets["pipeline"], aam_overrides={})
+        super().__init__(study.stages, settings, study.data.pretrain_csv, folder, check_labels=study.check_labels)
+        self.study = study
+        self.planned: Dict[int, Tuple[int, str]] = {}  # round index -> (epochs, the manifest fine-tuned on)
 
-    def after(self, first: "System") -> "System":
-        """This system as the second part of a two-part training whose first part was ``first``:
-        epochs, steps and minutes count both parts."""
-        return dataclasses.replace(
-            self, epochs=(first.epochs or 0) + (self.epochs or 0), steps=(first.steps or 0) + (self.steps or 0),
-            train_minutes=(first.train_minutes or 0.0) + (self.train_minutes or 0.0),
-        )
+    def fine_tune(self, round_: Round) -> None:
+        """:meth:`RoundRunner.fine_tune` for the budget's epochs of the round's labels."""
+        train_csv = round_.split.train_csv if round_.split else labels_path(round_.labels)
+        epochs = self.study.aam_epochs(round_.start, train_csv)
+        self.planned[round_.index] = (epochs, train_csv)
+        self.aam_overrides = {**self.settings.aam_overrides, "number_of_epochs": epochs}
+        super().fine_tune(round_)
+
+    def system(self, round_: Round) -> System:
+        """A finished round as a :class:`System`: its encoder, fine-tuning cost and clustering."""
+        epochs, train_csv = self.planned[round_.index]
+        system = self.study.trained_system(round_.name, os.path.dirname(round_.encoder), epochs,
+                                           self.settings.aam_hparams, train_csv,
+                                           stage=f"{round_.name}: AAM fine-tuning")
+        system.clustering = read_report(round_.labels)
+        return system
 
 
-def presets(gpu: bool) -> Dict[str, str]:
-    """The training presets: the small CPU ones, or the full-size ones with ``--gpu``."""
-    folder = HPARAMS_FOLDER if gpu else os.path.join(HPARAMS_FOLDER, "demo")
-    return {
-        name: os.path.join(folder, f"{name}.yaml")
-        for name in ("dino_ecapa", "contrastive_ecapa", "train_aam", "pseudo_label", "pipeline")
-    }
-
-
-class Study:
-    """Runs the study's stages into ``output`` and gathers what the report needs."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.output = os.path.abspath(args.output_folder)
-        self.presets = presets(args.gpu)
-        self.run_options = ["--device=cuda:0"] if args.gpu else []
-        self.stage_usage: Dict[str, Dict[str, float]] = (
-            read_json(self.usage_path) if os.path.isfile(self.usage_path) else {}
-        )
-        self.stages = StageRunner(self.run_options, on_usage=self.record_usage)
-        self.step_seconds: Dict[str, float] = {}
-        self.data: Optional[StudyData] = None
-
-    def folder(self, *parts: str) -> str:
-        """A path inside the study's output folder."""
-        return os.path.join(self.output, *parts)
-
-    @property
-    def usage_path(self) -> str:
-        """Where the stages' costs are kept, so that a resumed study still reports them."""
-        return self.folder("stage_usage.json")
-
-    def record_usage(self, name: str, usage: StageUsage) -> None:
-        """Keeps (on disk too) the wall minutes and peak memory of the stage ``name``."""
-        self.stage_usage[name] = {"minutes": usage.seconds / 60, "peak_rss_gb": usage.peak_rss_gb}
-        os.makedirs(self.output, exist_ok=True)
-        with open(self.usage_path, "w", encoding="utf-8") as fout:
-            json.dump(self.stage_usage, fout, indent=1)
-
-    # ------------------------------------------------------------- training
-    def calibrate(self, key: str, recipe: str, hparams_file: str, overrides: Dict) -> float:
-        """Seconds per training step of one kind of run (measured once, then cached on disk)."""
-        path = self.folder("calibration", f"{key}.json")
-        if not os.path.isfile(path):
-            seconds, peak_gb = seconds_per_step(
-                recipe, hparams_file, overrides, self.folder("calibration", key), self.run_options
-            )
-            with open(path, "w", encoding="utf-8") as fout:
-                json.dump({"seconds_per_step": seconds, "peak_rss_gb": peak_gb}, fout)
-        self.step_seconds[key] = read_json(path)["seconds_per_step"]
-        return self.step_seconds[key]
-
-    def planned_epochs(self, key: str, hparams_file: str, train_csv: str) -> int:
-        """Epochs of ``train_csv`` that fit the budget at the measured step time of ``key``."""
-        batch_size = plain_values(hparams_file)["batch_size"]
-        return epochs_for_budget(self.args.budget, self.step_seconds[key], len(read_manifest(train_csv)), batch_size)
+class MainStudy(Study):
+    """The study of this script: every system at one budget, evaluated on verification and emotion."""
 
     def train_ssl(self, system: str, hparams_file: str, budget_share: float = 1.0,
                   init_from: Optional[str] = None, timed_as: Optional[str] = None) -> System:
@@ -158,7 +89,7 @@ class Study:
         key = timed_as or system
         self.calibrate(key, "train_dino", hparams_file, {"train_csv": self.data.pretrain_csv})
         epochs = max(1, round(self.planned_epochs(key, hparams_file, self.data.pretrain_csv) * budget_share))
-        folder = self.folder(system.replace(" ", "_"))
+        folder = self.folder(folder_name(system))
         overrides = {"number_of_epochs": epochs, **({"init_from": init_from} if init_from else {})}
         self.stages.train_dino(hparams_file, self.data.pretrain_csv, folder, overrides, name=f"{system} pretraining")
         return self.trained_system(system, folder, epochs, hparams_file, self.data.pretrain_csv)
@@ -178,12 +109,6 @@ class Study:
         rest = remaining_share(self.args.budget, first.steps, self.step_seconds[first.name])
         return self.train_ssl(name, second, rest, init_from=first.pretrained).after(first)
 
-    def trained_system(self, name: str, folder: str, epochs: int, hparams_file: str, train_csv: str) -> System:
-        """A :class:`System` for a finished training folder, with its measured cost."""
-        usage = self.stage_usage.get(f"{name} pretraining") or self.stage_usage.get(f"{name} fine-tuning") or {}
-        steps = epochs * max(1, len(read_manifest(train_csv)) // plain_values(hparams_file)["batch_size"])
-        return System(name, os.path.join(folder, "pretrained"), epochs, steps, usage.get("minutes"))
-
     def aam_epochs(self, init_from: str, train_csv: str) -> int:
         """Budgeted epochs of an AAM fine-tune (step time measured with the whole network trainable)."""
         hparams_file = self.presets["train_aam"]
@@ -201,43 +126,13 @@ class Study:
         return self.trained_system(name, folder, epochs, hparams_file, train_csv)
 
     def pseudo_label_rounds(self, start: System) -> List[System]:
-        """R rounds of pseudo-labelling the pretraining pool from ``start``, then AAM fine-tuning on the labels."""
-        systems, pretrained = [], start.pretrained
-        for round_index in range(1, self.args.rounds + 1):
-            labels = self.stages.pseudo_label(
-                self.presets["pseudo_label"], pretrained, self.data.pretrain_csv,
-                self.folder("rounds", f"round{round_index}", "labels"), name=f"round {round_index}: pseudo-labels",
-            )
-            assert_unseen(labels_path(labels), self.data, labelled=False)
-            system = self.fine_tune(f"round {round_index}", pretrained, labels_path(labels),
-                                    self.folder("rounds", f"round{round_index}", "aam"))
-            system.clustering = read_report(labels)
-            systems.append(system)
-            pretrained = system.pretrained
-        return systems
+        """The pipeline YAML's rounds (its clustering, its gate setting) of pseudo-labelling the
+        pretraining pool from ``start`` then AAM fine-tuning on the labels, each fine-tuning within
+        the budget; into ``rounds/round<k>/``."""
+        rounds = BudgetedRounds(self, self.folder("rounds"))
+        return [rounds.system(round_) for round_ in rounds.run(self.args.rounds, start.pretrained)]
 
     # ----------------------------------------------------------- evaluation
-    def evaluate_sets(self, system: System, baselines: Sequence[str]) -> None:
-        """Verification of ``system`` (and ``baselines``) on the held-out sets, into ``eval/<system>/<set>``."""
-        for eval_set in EVAL_SETS:
-            self.stages.verification(
-                VERIFICATION_YAML, system.pretrained, getattr(self.data, f"{eval_set}_test_csv"),
-                getattr(self.data, f"{eval_set}_trials"), self.eval_folder(system, eval_set), system.name, baselines,
-                name=f"{system.name}: verification ({eval_set})",
-            )
-
-    def evaluate(self, system: System, baselines: Sequence[str]) -> None:
-        """:meth:`evaluate_sets`, and emotion recognition on the RAVDESS folds into ``eval/<system>/emotion``."""
-        self.evaluate_sets(system, baselines)
-        self.stages.emotion(
-            EMOTION_YAML, system.pretrained, self.data.ravdess_test_csv, self.eval_folder(system, "emotion"),
-            system.name, baselines, overrides={"protocol": "speaker_kfold", "folds": 4},
-        )
-
-    def eval_folder(self, system: System, *parts: str) -> str:
-        """Where ``system`` and the baselines evaluated with it are evaluated (``eval/<name>/``)."""
-        return self.folder("eval", system.name.replace(" ", "_"), *parts)
-
     def metrics(self, system: System, evaluated_with: Optional[System] = None) -> Dict:
         """The table row of ``system``; a baseline's metrics are read from ``evaluated_with``'s folder."""
         owner = evaluated_with or system
@@ -250,21 +145,12 @@ class Study:
         row["micro_f1"], row["micro_f1_std"] = emotion["micro_f1"], emotion["micro_f1_std"]
         return row
 
-    def score_file(self, system: System, eval_set: str, evaluated_with: Optional[System] = None) -> str:
-        """Per-trial raw score file of ``system`` on ``eval_set``."""
-        return score_file(self.eval_folder(evaluated_with or system, eval_set), system.name, "raw")
-
     def embeddings(self, system: System) -> EmbeddingTable:
         """The RAVDESS test embeddings cached by the verification of ``system``."""
         return EmbeddingTable.load(embeddings_cache(self.eval_folder(system, "ravdess"), system.name, "test"))
 
 
 # --------------------------------------------------------------------- report
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
-    """Markdown lines of a table."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
-
-
 def systems_table(rows: Sequence[Dict], systems: Dict[str, System]) -> List[str]:
     """The main results table: one row per system."""
     header = ["system", "train min (epochs, steps)",
@@ -300,34 +186,6 @@ def usage_table(stage_usage: Dict[str, Dict[str, float]]) -> List[str]:
     )
 
 
-def publish(tag: str, block: str, appendix: str = "") -> None:
-    """A study's report: ``block`` (then ``appendix``) into ``bench/results/<tag>.md``, ``block`` as
-    the BENCHMARKS.md block ``tag``, and ``block`` on stdout."""
-    with open(os.path.join(RESULTS, f"{tag}.md"), "w", encoding="utf-8") as fout:
-        fout.write(block + "\n" + appendix)
-    write_benchmarks({tag: block})
-    print(block)
-
-
-def replace_block(text: str, name: str, content: str) -> str:
-    """Replaces the generated block ``name`` of BENCHMARKS.md (markers kept); appends it when absent."""
-    begin, end = f"<!-- run_all:{name} -->", f"<!-- /run_all:{name} -->"
-    block = f"{begin}\n{content.strip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    return text.rstrip() + "\n\n" + block + "\n"
-
-
-def write_benchmarks(blocks: Dict[str, str]) -> None:
-    """Regenerates the run_all blocks of BENCHMARKS.md, leaving the prose around them alone."""
-    text = open(BENCHMARKS, encoding="utf-8").read() if os.path.isfile(BENCHMARKS) else "# Benchmarks\n"
-    for name, content in blocks.items():
-        text = replace_block(text, name, content)
-    with open(BENCHMARKS, "w", encoding="utf-8") as fout:
-        fout.write(text)
-
-
 # ----------------------------------------------------------------------- main
 def speed_and_scale(args: argparse.Namespace) -> Dict[str, List[str]]:
     """The speed and scale measurements, each as Markdown lines (run before any training)."""
@@ -355,11 +213,11 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="full-size presets on cuda:0")
     parser.add_argument("--fresh", action="store_true", help="delete --output_folder first")
     args = parser.parse_args()
-    command = "python bench/run_all.py " + " ".join(sys.argv[1:])
+    command = command_line("run_all")
     if args.fresh and os.path.isdir(args.output_folder):
         shutil.rmtree(args.output_folder)
     started = time.perf_counter()
-    study = Study(args)
+    study = MainStudy(args)
     sections = {} if args.skip_speed else speed_and_scale(args)
     speed_minutes = (time.perf_counter() - started) / 60
 

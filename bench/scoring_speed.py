@@ -1,23 +1,18 @@
-#!/usr/bin/env python3
 """Time to score 1M verification trials (cosine, AS-norm) and compute EER / minDCF.
 
-    python bench/scoring_speed.py [--trials 1000000] [--utterances 20000] [--cohort 6000]
+    python -m bench.scoring_speed [--trials 1000000] [--utterances 20000] [--cohort 6000]
 """
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from typing import List
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import write_result  # noqa: E402
-
-from speechbrain_dino.verification.scoring import as_norm, cosine_scores  # noqa: E402
-from speechbrain_dino.verification.metrics import verification_metrics  # noqa: E402
+from bench.common import command_line, write_result
+from speechbrain_dino.verification.metrics import verification_metrics
+from speechbrain_dino.verification.scoring import as_norm, cosine_scores
 
 
 def timed(function, *args, **kwargs):
@@ -66,7 +61,7 @@ def measure(args: argparse.Namespace) -> List[str]:
 
 def main() -> None:
     lines = measure(build_parser().parse_args())
-    print(write_result("scoring_speed", "python " + " ".join(sys.argv), lines))
+    print(write_result("scoring_speed", command_line("scoring_speed"), lines))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Which EER differences of a finished study are more than the luck of its test speakers.
 
-    python bench/significance.py --study_folder bench/work/objectives_20min --reference contrastive \
+    python -m bench.significance --study_folder bench/work/objectives_20min --reference contrastive \
         [--systems NAME ...] [--draws 1000]
 
-Reads the per-trial score files that a study (bench/objectives.py, bench/rounds_study.py,
-bench/finetune_study.py) left under ``<study_folder>/eval/`` and the test manifests of its data
+Reads the per-trial score files that a study (bench.objectives, bench.rounds_study,
+bench.finetune_study) left under ``<study_folder>/eval/`` and the test manifests of its data
 folder, and gives for every system and held-out set its EER with a 95% speaker-bootstrap interval,
 and its relative EER change against ``--reference`` with the 95% interval of the paired
 bootstrap (same speaker draws for both systems; speechbrain_dino/verification/bootstrap.py).
@@ -19,21 +18,21 @@ import datetime
 import glob
 import os
 import re
-import sys
 from typing import Dict, Sequence, Tuple
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clustering_study import shown_arguments  # noqa: E402
-from common import SHARED_DATA, machine  # noqa: E402
-from run_all import EVAL_SETS, markdown_table, publish  # noqa: E402
-from study_data import StudyData, prepare_study_data  # noqa: E402
-
-from speechbrain_dino.data.manifest import read_manifest  # noqa: E402
-from speechbrain_dino.verification.bootstrap import (  # noqa: E402
-    DRAWS, Interval, SpeakerBootstrap, TrialSpeakers, eer_interval, relative_change,
+from bench.common import SHARED_DATA, command_line, machine, markdown_table, publish
+from bench.study import EVAL_SETS
+from bench.study_data import StudyData, prepare_study_data
+from speechbrain_dino.data.manifest import read_manifest
+from speechbrain_dino.verification.bootstrap import (
+    DRAWS,
+    Interval,
+    SpeakerBootstrap,
+    TrialSpeakers,
+    eer_interval,
+    relative_change,
 )
-from speechbrain_dino.verification.trials import read_scores, same_trials  # noqa: E402
+from speechbrain_dino.verification.trials import read_scores, same_trials
 
 SCORE_FILE = re.compile(r"scores_(?P<system>.+)_raw\.txt$")
 
@@ -93,7 +92,7 @@ def main(argv: Sequence[str] = None) -> None:
              for name in systems]
     tag = f"significance_{os.path.basename(os.path.normpath(args.study_folder))}"
     block = "\n".join([
-        f"Command: `python bench/significance.py {' '.join(shown_arguments(sys.argv[1:] if argv is None else argv))}`  ",
+        f"Command: `{command_line('significance', argv)}`  ",
         f"Date: {started.date().isoformat()}; machine: {machine()}; {args.draws} speaker-bootstrap draws, seed 0.  ",
         "Each cell: EER % [95% interval over resampled test speakers]; then the relative EER change "
         f"against {args.reference} [95% interval of the paired bootstrap]; \\* where that interval excludes 0. "

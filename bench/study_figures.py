@@ -1,8 +1,9 @@
-"""The study's figures: DET curves of every system on one plot, and 2-D maps of embeddings."""
+"""The studies' figures: DET curves of every system on one plot, 2-D maps of embeddings, and
+cluster-size histograms against the true speakers."""
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -48,4 +49,23 @@ def embedding_map(
             draw_points(axes, points, [row[field] for row in rows], f"{system}: coloured by {label}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=90, bbox_inches="tight")
+    return path
+
+
+def size_panels(panels: Dict[str, Dict[str, np.ndarray]], true_sizes: np.ndarray, true_label: str, path: str) -> str:
+    """One histogram panel per title of ``panels`` (label -> cluster sizes [K]), each against the
+    true speakers' utterance counts ``true_sizes`` [S]; saved to ``path``."""
+    figure = Figure(figsize=(max(6, 5 * len(panels)), 3.6))
+    bins = np.arange(0, max(62, true_sizes.max() + 2), 2)
+    for index, (title, named_sizes) in enumerate(panels.items()):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        axes.hist(true_sizes, bins=bins, histtype="step", color="k", linewidth=2, label=true_label)
+        for name, sizes in named_sizes.items():
+            axes.hist(sizes, bins=bins, histtype="step", linewidth=1.5, label=name)
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("members per cluster")
+        axes.set_ylabel("clusters")
+        axes.legend(fontsize=7)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     return path

@@ -1,21 +1,21 @@
 """The study script's own logic: speaker-disjoint sets, leak checks, budget planning, report blocks."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-from budget import epochs_for_budget, plain_values, remaining_share  # noqa: E402
-from run_all import System, replace_block  # noqa: E402
-from study_data import assert_unseen, prepare_study_data  # noqa: E402
-
-from speechbrain_dino.config.loading import HPARAMS_FOLDER  # noqa: E402
-from speechbrain_dino.data.manifest import read_manifest, write_manifest  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench.budget import epochs_for_budget, plain_values, remaining_share
+from bench.common import replace_block
+from bench.study import GATE_SHARE, Study, System, learning_curve, slug
+from bench.study_data import assert_unseen, prepare_study_data
+from bench.systems import SYSTEMS, WARM_STARTS
+from speechbrain_dino.config.loading import HPARAMS_FOLDER
+from speechbrain_dino.data.manifest import read_manifest, write_manifest
+from speechbrain_dino.pseudo_labels.outputs import labels_path
 
 
 @pytest.fixture
@@ -109,8 +109,6 @@ def test_generated_blocks_replace_only_themselves():
 
 
 def test_objectives_study_reads_learning_curves_and_names_folders(tmp_path):
-    from objectives import SYSTEMS, WARM_STARTS, learning_curve, slug
-
     log = tmp_path / "train_log.txt"
     log.write_text(
         "epoch: 1, steps: 61, lr: 1e-3 - train loss: 5.1 - valid EER: 16.5, valid minDCF_0.01: 0.9\n"
@@ -122,3 +120,84 @@ def test_objectives_study_reads_learning_curves_and_names_folders(tmp_path):
     assert len(set(folders)) == len(folders) and all(re.fullmatch(r"[a-z0-9_]+", f) for f in folders)
     for first, second in WARM_STARTS.values():
         assert first in SYSTEMS and second in SYSTEMS
+
+
+class RecordingStages:
+    """Stands in for the stage API in the studies' rounds: records each stage and leaves what it
+    would (pseudo-labels of the pool in 3 clusters, or with ``leak`` an evaluation file too)."""
+
+    def __init__(self, leak=None):
+        self.calls = []
+        self.leak = leak
+
+    def pseudo_label(self, hparams_file, pretrained, train_csv, folder, overrides=None, name="pseudo-labels"):
+        self.calls.append(("pseudo_label", hparams_file, pretrained, folder, dict(overrides or {}), name))
+        rows = [dict(row, spk_id=f"cluster{index % 3}") for index, row in enumerate(read_manifest(train_csv))]
+        os.makedirs(folder, exist_ok=True)
+        write_manifest(rows + ([dict(self.leak, spk_id="cluster0")] if self.leak else []), labels_path(folder))
+        with open(os.path.join(folder, "report.json"), "w", encoding="utf-8") as fout:
+            json.dump({"clusters_after_filtering": 3}, fout)
+        return folder
+
+    def train_aam(self, hparams_file, train_csv, init_from, folder, overrides=None, name="AAM fine-tuning"):
+        self.calls.append(("train_aam", hparams_file, train_csv, init_from, folder, dict(overrides or {}), name))
+        return os.path.join(folder, "pretrained")
+
+
+def demo_yaml(name):
+    return os.path.join(HPARAMS_FOLDER, "demo", name)
+
+
+def test_run_all_rounds_are_the_pipelines_with_budgeted_fine_tuning(shared_data, tmp_path):
+    from bench.run_all import MainStudy
+
+    study = MainStudy(argparse.Namespace(output_folder=str(tmp_path / "study"), gpu=False, budget=1.0, rounds=2))
+    study.data = prepare_study_data(str(shared_data), study.folder("data"))
+    os.makedirs(study.folder("calibration"))
+    with open(study.folder("calibration", "aam.json"), "w", encoding="utf-8") as fout:  # a measured AAM step: 1 s
+        json.dump({"seconds_per_step": 1.0, "peak_rss_gb": 0.1}, fout)
+    study.stages = stages = RecordingStages()
+    systems = study.pseudo_label_rounds(System("start", "start/pretrained"))
+
+    # as before the rounds moved to RoundRunner: the demo YAMLs, rounds/round<k>/, no clustering
+    # overrides, the budget's epochs the only AAM override (not the pipeline's epochs from the clusters)
+    epochs = epochs_for_budget(1.0, 1.0, len(read_manifest(study.data.pretrain_csv)), 32)
+    start = "start/pretrained"
+    for index in (1, 2):
+        (kind, hparams, init, folder, overrides, name), aam = stages.calls[2 * index - 2: 2 * index]
+        assert (kind, init, overrides, name) == ("pseudo_label", start, {}, f"round {index}: pseudo-labels")
+        assert os.path.samefile(hparams, demo_yaml("pseudo_label.yaml"))
+        assert folder == study.folder("rounds", f"round{index}", "labels")
+        assert aam[0] == "train_aam" and os.path.samefile(aam[1], demo_yaml("train_aam.yaml"))
+        assert aam[2:] == (labels_path(folder), start, study.folder("rounds", f"round{index}", "aam"),
+                           {"number_of_epochs": epochs}, f"round {index}: AAM fine-tuning")
+        start = os.path.join(aam[4], "pretrained")
+    assert len(stages.calls) == 4  # no gate: the demo pipeline's is off
+    assert [(s.name, s.pretrained, s.epochs, s.clustering) for s in systems] == [
+        (f"round {index}", study.folder("rounds", f"round{index}", "aam", "pretrained"), epochs,
+         {"clusters_after_filtering": 3}) for index in (1, 2)]
+
+    # a pseudo-label manifest holding an evaluation file stops the study
+    study.output = str(tmp_path / "leaky")
+    study.stages = RecordingStages(leak=read_manifest(study.data.ravdess_test_csv)[0])
+    with pytest.raises(AssertionError, match="evaluation file"):
+        study.pseudo_label_rounds(System("start", "start/pretrained"))
+
+
+def test_rounds_study_runs_the_demo_pipelines_rounds_with_the_gate(shared_data, tmp_path):
+    from bench.rounds_study import gated_rounds
+
+    study = Study(argparse.Namespace(output_folder=str(tmp_path / "rounds"), gpu=False))
+    study.data = prepare_study_data(str(shared_data), study.folder("data"))
+    rounds = gated_rounds(study)
+    pipeline = plain_values(os.path.join(HPARAMS_FOLDER, "demo", "pipeline.yaml"))
+    assert rounds.folder == study.output and rounds.train_csv == study.data.pretrain_csv
+    assert rounds.settings.gate_share == GATE_SHARE == 0.2
+    assert rounds.settings.seed + 1 == 1  # round k's hold-out draws with seed k, as before
+    for key, name in (("pseudo_label_hparams", "pseudo_label.yaml"), ("aam_hparams", "train_aam.yaml")):
+        assert os.path.samefile(getattr(rounds.settings, key), demo_yaml(name))
+    assert os.path.samefile(rounds.settings.verification_hparams, os.path.join(HPARAMS_FOLDER, "verification.yaml"))
+    assert rounds.settings.clustering_overrides(1) == {} == rounds.settings.clustering_overrides(2)
+    assert rounds.aam_overrides == {**pipeline["aam_overrides"], "valid_csv": study.data.dev_csv,
+                                    "valid_trials": study.data.dev_trials}
+    assert rounds.check_labels == study.check_labels
