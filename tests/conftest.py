@@ -1,7 +1,9 @@
 """Shared fixtures: small generated audio only (the tests never read the benchmark corpora)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 
 import numpy as np
 import pytest
@@ -30,6 +32,18 @@ def run_cli(main, capsys, *argv) -> tuple:
         code = exit_info.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Files written in the block cannot grow past ``nbytes`` (RLIMIT_FSIZE: the kernel refuses
+    the write with EFBIG, as a full disk refuses it with ENOSPC; Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import write_tone
+from conftest import file_size_limit, write_tone
 from dino_setup import TINY_OVERRIDES, tone_corpus
 
 from speechbrain_dino.config.loading import HPARAMS_FOLDER
@@ -195,6 +195,17 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, e
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "a_file" in err and len(err.splitlines()) == 1
     assert "a_file" in verification_error(tmp_path, encoder_folder, path, "1 a b\n0 a c\n", blocker / "eval")
+
+
+def test_an_export_past_a_file_size_limit_is_one_clear_error_and_keeps_the_previous(encoder_folder):
+    before = torch.load(os.path.join(encoder_folder, ENCODER_FILE))
+    architecture = Architecture(ECAPA, SMALL_ECAPA, {"n_mels": 40})
+    with file_size_limit(20_000), pytest.raises(DataError) as raised:  # the weights are about 210 kB
+        export_pretrained(encoder_folder, architecture.build_encoder(), architecture)
+    assert str(raised.value).startswith(f"{encoder_folder}: cannot write the exported model (torch.save failed: ")
+    assert os.listdir(os.path.dirname(encoder_folder)) == ["pretrained"]
+    after = torch.load(os.path.join(encoder_folder, ENCODER_FILE))
+    assert all(torch.equal(after[key], value) for key, value in before.items())
 
 
 def test_manifests_and_exports_are_readable_by_others(tmp_path, encoder_folder):

@@ -37,6 +37,7 @@ from hyperpyyaml import resolve_references
 from torch import nn
 
 from speechbrain_dino.data.file_modes import shareable
+from speechbrain_dino.data.write_failures import is_write_failure, write_failure_reason
 from speechbrain_dino.errors import DataError, PathLike, first_line
 
 FBANK_CLASS = "speechbrain.lobes.features.Fbank"
@@ -299,7 +300,8 @@ def export_pretrained(
     """Writes ``folder`` (hyperparams.yaml, embedding_model.ckpt, speechbrain_dino.json) atomically.
 
     The folder is first written beside its destination and then renamed into place, replacing a
-    previous export of the same run, so a reader never sees half a model.
+    previous export of the same run, so a reader never sees half a model. A failed write leaves
+    no partial folder (an ``OSError``, or torch's, as a :class:`DataError`).
 
     Arguments
     ---------
@@ -345,8 +347,10 @@ def export_pretrained(
         os.replace(staging, folder)
         if previous is not None:
             shutil.rmtree(previous)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, RuntimeError) and is_write_failure(error):
+            raise DataError(f"cannot write the exported model ({write_failure_reason(error, parent)})", folder) from None
         raise
     return folder
 
