@@ -71,6 +71,8 @@ def test_kills_and_a_real_write_failure_during_saves_resume_to_the_uninterrupted
     assert f"a file-size limit of {FILE_SIZE_LIMIT} bytes" in errors[0] and "rerun to resume" in errors[0]
     assert "Traceback" not in limited.stderr
     assert checkpoint_names(save) == complete
+    # the killed run left its lock: taken over, since its process is gone
+    assert f"Taking over the stale lock {faulty / 'run.lock'}" in limited.stderr
 
     resumed = train(train_csv, faulty)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

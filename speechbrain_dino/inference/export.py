@@ -350,7 +350,8 @@ def export_pretrained(
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, RuntimeError) and is_write_failure(error):
-            raise DataError(f"cannot write the exported model ({write_failure_reason(error, parent)})", folder) from None
+            reason = write_failure_reason(error, parent)
+            raise DataError(f"cannot write the exported model ({reason})", folder) from None
         raise
     return folder
 

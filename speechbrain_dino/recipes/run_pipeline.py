@@ -7,7 +7,8 @@
 
 With the demo YAML it first generates the synthetic corpus and splits it by speaker: training
 speakers for pretraining and pseudo-labelling (labels never used), held-out speakers for the
-verification trials and the emotion folds. Each stage runs in its own subfolder (see
+verification trials and the emotion folds. The run holds ``<output_folder>/run.lock`` (one run per
+folder). Each stage runs in its own subfolder (see
 :mod:`speechbrain_dino.pipeline.run`); rerunning skips finished stages and resumes an interrupted one.
 The terminal shows one line per stage as it starts and ends (its wall time and key number, the
 elapsed time and an estimate of what remains); each stage's full output goes to
@@ -24,6 +25,7 @@ from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_K
 from speechbrain_dino.config.settings import check_stage_run_options
 from speechbrain_dino.pipeline.console import experiment_log_config
 from speechbrain_dino.pipeline.run import Pipeline, prepare_synthetic_data
+from speechbrain_dino.training.run_lock import output_folder_lock
 
 #: The flag that streams every stage's output (the YAML's ``verbose``; a bare flag means true).
 VERBOSE_FLAG = "--verbose"
@@ -38,19 +40,20 @@ def main(argv):
         reads=RUN_PIPELINE_KEYS, renamed=RUN_PIPELINE_RENAMED,
     )
     check_stage_run_options(hparams.get("run_options") or [])
-    with experiment_log_config(quiet=not hparams.get("verbose")) as log_config:
-        sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file,
-                                       overrides=overrides, log_config=log_config)
-    if hparams.get("synthetic"):
-        run_on_main(
-            prepare_synthetic_data,
-            args=[hparams["output_folder"], hparams["synthetic"], hparams["heldout_speakers"], hparams["seed"],
-                  hparams["trials_cross"]],
-        )
-    pipeline = Pipeline(hparams)
-    table = pipeline.run()
-    print("\n" + "\n".join(pipeline.locations()) + "\n")
-    print(table)
+    with output_folder_lock(hparams["output_folder"]):
+        with experiment_log_config(quiet=not hparams.get("verbose")) as log_config:
+            sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                           overrides=overrides, log_config=log_config)
+        if hparams.get("synthetic"):
+            run_on_main(
+                prepare_synthetic_data,
+                args=[hparams["output_folder"], hparams["synthetic"], hparams["heldout_speakers"], hparams["seed"],
+                      hparams["trials_cross"]],
+            )
+        pipeline = Pipeline(hparams)
+        table = pipeline.run()
+        print("\n" + "\n".join(pipeline.locations()) + "\n")
+        print(table)
 
 
 if __name__ == "__main__":

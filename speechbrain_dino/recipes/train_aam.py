@@ -10,10 +10,10 @@ network at a lower LR) and a margin warm-up, both as shares of the run; optional
 (``--subcenters=3``: K centres per speaker, see :mod:`speechbrain_dino.training.aam_loss`); random
 crops and augmentation. With ``examples_per_class`` the number of epochs comes from the labels
 (:func:`~speechbrain_dino.training.fine_tuning.budgeted_epochs`), so a round with more clusters or
-fewer members trains longer. Checkpoints every epoch, resumes when restarted, and ends by writing
-``<output_folder>/pretrained/``, which records a decision threshold: at the EER point of
-``valid_csv`` / ``valid_trials`` when given, else estimated from the training labels' clusters
-(:mod:`speechbrain_dino.inference.threshold_estimate`).
+fewer members trains longer. Holds ``<output_folder>/run.lock`` (one run per folder), checkpoints
+every epoch, resumes when restarted, and ends by writing ``<output_folder>/pretrained/``, which
+records a decision threshold: at the EER point of ``valid_csv`` / ``valid_trials`` when given, else
+estimated from the training labels' clusters (:mod:`speechbrain_dino.inference.threshold_estimate`).
 """
 import logging
 import os
@@ -31,6 +31,7 @@ from speechbrain_dino.data.short_clips import drop_short_rows
 from speechbrain_dino.inference.export import pretrained_weights
 from speechbrain_dino.training.fine_tuning import FineTuneModels, budgeted_epochs, check_label_set, labelled_rows
 from speechbrain_dino.training.run_inputs import claim_output_folder
+from speechbrain_dino.training.run_lock import output_folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -83,29 +84,30 @@ def main(argv):
         default_hparams="hparams/train_aam.yaml",
         settings=TRAIN_AAM, reads=TRAIN_AAM_KEYS,
     )
-    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    claim_output_folder(
-        hparams["output_folder"],
-        {"train_csv": hparams["train_csv"], "init_from": pretrained_weights(hparams["init_from"])},
-    )
-    rows = drop_short_rows(labelled_rows(hparams["train_csv"], data_replacements(hparams)), hparams["train_csv"])
-    if hparams["examples_per_class"] is not None:
-        plan_epochs(hparams, rows)
-    models = FineTuneModels.from_pretrained(
-        hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]
-    )
-    train_data, label_encoder = dataio_prep(hparams, rows)
-    metadata = {
-        "train_csv": os.path.abspath(hparams["train_csv"]),
-        "init_from": os.path.abspath(hparams["init_from"]),
-        "n_speakers": len(label_encoder),
-        "subcenters": hparams["subcenters"],
-        "number_of_epochs": hparams["number_of_epochs"],
-    }
-    fit_and_export(
-        hparams, run_opts, train_data, models.architecture, metadata,
-        modules=models.modules(), recoverables=models.recoverables(), labelled_rows=rows,
-    )
+    with output_folder_lock(hparams["output_folder"]):
+        sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
+        claim_output_folder(
+            hparams["output_folder"],
+            {"train_csv": hparams["train_csv"], "init_from": pretrained_weights(hparams["init_from"])},
+        )
+        rows = drop_short_rows(labelled_rows(hparams["train_csv"], data_replacements(hparams)), hparams["train_csv"])
+        if hparams["examples_per_class"] is not None:
+            plan_epochs(hparams, rows)
+        models = FineTuneModels.from_pretrained(
+            hparams["init_from"], len({row["spk_id"] for row in rows}), hparams["subcenters"], hparams["sample_rate"]
+        )
+        train_data, label_encoder = dataio_prep(hparams, rows)
+        metadata = {
+            "train_csv": os.path.abspath(hparams["train_csv"]),
+            "init_from": os.path.abspath(hparams["init_from"]),
+            "n_speakers": len(label_encoder),
+            "subcenters": hparams["subcenters"],
+            "number_of_epochs": hparams["number_of_epochs"],
+        }
+        fit_and_export(
+            hparams, run_opts, train_data, models.architecture, metadata,
+            modules=models.modules(), recoverables=models.recoverables(), labelled_rows=rows,
+        )
 
 
 if __name__ == "__main__":

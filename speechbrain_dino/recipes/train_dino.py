@@ -6,9 +6,10 @@
 
 Labels are never read: every utterance of ``train_csv`` (a manifest, see README) gives a set of
 global and local crops. The Brain class is chosen in the YAML (``brain_class``:
-SelfDistillationBrain, the DINO family, or ContrastiveBrain). The run checkpoints every epoch (and
-every ``--ckpt_interval_minutes``), resumes when restarted with the same ``--output_folder``, and
-ends by writing ``<output_folder>/pretrained/``, loadable offline with
+SelfDistillationBrain, the DINO family, or ContrastiveBrain). The run holds
+``<output_folder>/run.lock`` (one run per folder), checkpoints every epoch (and every
+``--ckpt_interval_minutes``), resumes when restarted with the same ``--output_folder``, and ends by
+writing ``<output_folder>/pretrained/``, loadable offline with
 ``EncoderClassifier.from_hparams(source=<output_folder>/pretrained, savedir=...)``.
 """
 import os
@@ -24,6 +25,7 @@ from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.data.short_clips import drop_short_rows
 from speechbrain_dino.inference.export import Architecture, pretrained_weights
 from speechbrain_dino.training.run_inputs import claim_output_folder
+from speechbrain_dino.training.run_lock import output_folder_lock
 
 
 def dataio_prep(hparams):
@@ -42,15 +44,17 @@ def main(argv):
         argv, required=("train_csv",), usage=__doc__, default_hparams="hparams/dino_ecapa.yaml", settings=TRAIN_DINO,
         reads=TRAIN_DINO_KEYS,
     )
-    sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
-    inputs = {"train_csv": hparams["train_csv"]}
-    if hparams.get("init_from"):  # a warm start (e.g. from a contrastive run) is an input too
-        inputs["init_from"] = pretrained_weights(hparams["init_from"])
-    claim_output_folder(hparams["output_folder"], inputs)
-    train_data = dataio_prep(hparams)
-    architecture = Architecture.from_yaml(hparams_file, overrides, hparams["brain_class"].exported_module_for(hparams))
-    metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
-    fit_and_export(hparams, run_opts, train_data, architecture, metadata)
+    with output_folder_lock(hparams["output_folder"]):
+        sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
+        inputs = {"train_csv": hparams["train_csv"]}
+        if hparams.get("init_from"):  # a warm start (e.g. from a contrastive run) is an input too
+            inputs["init_from"] = pretrained_weights(hparams["init_from"])
+        claim_output_folder(hparams["output_folder"], inputs)
+        train_data = dataio_prep(hparams)
+        exported = hparams["brain_class"].exported_module_for(hparams)
+        architecture = Architecture.from_yaml(hparams_file, overrides, exported)
+        metadata = {"train_csv": os.path.abspath(hparams["train_csv"])}
+        fit_and_export(hparams, run_opts, train_data, architecture, metadata)
 
 
 if __name__ == "__main__":
