@@ -1,10 +1,12 @@
-"""The project's exceptions: bad user input, and a pipeline stage that failed.
+"""The project's exceptions: bad user input, a pipeline stage that failed, a preempted run.
 
 Every problem a user can fix (a missing or corrupt audio file, a malformed manifest or trial row,
 an inconsistent option) is raised as :class:`DataError`, whose message names the file and, where
 there is one, the row. A stage of the chained pipeline whose process ended with an error raises
 :class:`StageFailed` (the stage printed its own cause above). Recipes catch both at the top and
-print that single line instead of a traceback from deep inside torch.
+print that single line instead of a traceback from deep inside torch. A run stopped by a
+preemption signal after saving a checkpoint raises :class:`Preempted`; recipes print its line and
+exit with :data:`PREEMPTED_EXIT_STATUS`.
 """
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ import os
 from typing import Optional, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Exit status of a run stopped by a preemption signal once its checkpoint is saved: 75 is
+#: ``EX_TEMPFAIL`` of ``sysexits.h``, "a temporary failure; the user is invited to retry"
+#: (distinct from 2, an error to fix, and from 128 + N, killed by signal N).
+PREEMPTED_EXIT_STATUS = 75
 
 
 class DataError(ValueError):
@@ -80,3 +87,8 @@ class StageFailed(RuntimeError):
             f"stage {stage} failed (exit {exit_code}); {output}rerun the pipeline to resume it, "
             f"or run alone: {' '.join(self.command)}"
         )
+
+
+class Preempted(Exception):
+    """A run stopped by a preemption signal (SIGTERM, SIGUSR1) after saving what a rerun needs to
+    resume; the message says what was saved and how to resume."""

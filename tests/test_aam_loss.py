@@ -3,8 +3,10 @@ margin arithmetic, and fine-tuning through the recipe."""
 import glob
 import os
 import re
+import signal
 
 import pytest
+import speechbrain as sb
 import torch
 from dino_setup import run_recipe
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
@@ -12,7 +14,7 @@ from speechbrain.nnet.losses import AdditiveAngularMargin, LogSoftmaxWrapper
 
 from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.data.manifest import read_manifest, write_manifest
-from speechbrain_dino.errors import DataError
+from speechbrain_dino.errors import PREEMPTED_EXIT_STATUS, DataError
 from speechbrain_dino.inference.export import Architecture, export_pretrained
 from speechbrain_dino.synthetic.corpus import generate_corpus
 from speechbrain_dino.training import aam_loss
@@ -112,9 +114,32 @@ def labelled(tmp_path):
     return tmp_path
 
 
-def run_aam(folder, *extra):
+def run_aam(folder, *extra, output="aam"):
     run_recipe("train_aam", DEMO_YAML, f"--train_csv={folder / 'train.csv'}",
-               f"--init_from={folder / 'init'}", f"--output_folder={folder / 'aam'}", *TINY_AAM, *extra)
+               f"--init_from={folder / 'init'}", f"--output_folder={folder / output}", *TINY_AAM, *extra)
+
+
+def test_a_fine_tuning_preempted_mid_epoch_resumes_to_the_uninterrupted_weights(labelled, monkeypatch, capsys):
+    run_aam(labelled, "--number_of_epochs=2", output="straight")  # 4 steps per epoch
+    original, steps = sb.Brain.fit_batch, []
+
+    def sigterm_at_step_6(self, batch):  # a real signal to this process, as a scheduler sends it
+        loss = original(self, batch)
+        steps.append(1)
+        if len(steps) == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(sb.Brain, "fit_batch", sigterm_at_step_6)
+    with pytest.raises(SystemExit) as stopped:
+        run_aam(labelled, "--number_of_epochs=2")
+    assert stopped.value.code == PREEMPTED_EXIT_STATUS
+    assert "preempted: SIGTERM during training: stopped after optimiser step 6" in capsys.readouterr().err
+    monkeypatch.setattr(sb.Brain, "fit_batch", original)
+    run_aam(labelled, "--number_of_epochs=2")
+    expected, got = (torch.load(labelled / name / "pretrained" / "embedding_model.ckpt") for name in ("straight", "aam"))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
 
 
 @pytest.mark.parametrize("subcenters", [1, 2])

@@ -1,19 +1,22 @@
 """The chained pipeline: its console (one line per stage start and end, the table last), the warm
 start initialises the pretraining, a run killed during round 1 resumes and ends with the same
-table; a failed stage is reported in one line."""
+table; a failed stage is reported in one line; a preemption signal is passed on to the running
+stage and ends the pipeline with status 75."""
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+from dino_setup import tone_corpus
 
 from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
 from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
-from speechbrain_dino.errors import StageFailed
+from speechbrain_dino.errors import PREEMPTED_EXIT_STATUS, Preempted, StageFailed
 from speechbrain_dino.pipeline.run import Pipeline
 from speechbrain_dino.pipeline.stages import StageRunner, override_args
 
@@ -126,6 +129,41 @@ def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_pat
     message = capsys.readouterr().err
     assert message.startswith("error: stage DINO pretraining failed (exit 2); its output is in ")
     assert "stage_output.log; rerun the pipeline" in message
+
+
+def test_a_signal_to_the_pipeline_stops_its_training_stage_with_a_checkpoint_and_status_75(tmp_path, capsys):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    folder = tmp_path / "dino"
+    finished = threading.Event()
+
+    def sigterm_once_training_checkpointed():  # as a scheduler signals the pipeline's process
+        while not finished.is_set():
+            if list((folder / "save").glob("CKPT+*")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    signaller = threading.Thread(target=sigterm_once_training_checkpointed)
+    signaller.start()
+    try:
+        with pytest.raises(Preempted) as stop:
+            StageRunner().train_dino("hparams/demo/dino_ecapa.yaml", train_csv, folder,
+                                     {**TINY["pretraining_overrides"], "number_of_epochs": 100}, name="DINO pretraining")
+    finally:
+        finished.set()
+        signaller.join()
+    assert str(stop.value) == (f"stage DINO pretraining was preempted and saved a checkpoint (its output is in "
+                               f"{folder / 'stage_output.log'}); rerun the pipeline to resume")
+    assert "preempted: SIGTERM during training" in (folder / "stage_output.log").read_text()
+
+    @exit_on_data_error
+    def main():
+        raise stop.value
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == PREEMPTED_EXIT_STATUS
+    assert capsys.readouterr().err == f"preempted: {stop.value}\n"
 
 
 @pytest.mark.parametrize("argv, share, pretraining", [

@@ -28,12 +28,20 @@ import ruamel.yaml
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dino.config.help import help_text, top_level_settings
 from speechbrain_dino.config.settings import SettingsTable, check_run_options, check_settings
 from speechbrain_dino.data.manifest import Row
-from speechbrain_dino.errors import DataError, PathLike, StageFailed, first_line, os_error_message
+from speechbrain_dino.errors import (
+    PREEMPTED_EXIT_STATUS,
+    DataError,
+    PathLike,
+    Preempted,
+    StageFailed,
+    first_line,
+    os_error_message,
+)
 from speechbrain_dino.inference.export import Architecture
 from speechbrain_dino.inference.threshold_estimate import ClusterThresholdEstimator
 from speechbrain_dino.training.snapshots import SnapshotPlan
@@ -72,9 +80,12 @@ def data_error_message(error: DataError) -> str:
 def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
     """Runs ``main``; a :class:`DataError`, a failed pipeline stage (:class:`StageFailed`) or an
     operating-system error (a folder that cannot be written, a full disk) becomes
-    ``error: <message>`` on stderr and exit 2.
+    ``error: <message>`` on stderr and exit 2. A run stopped by a preemption signal
+    (:class:`Preempted`, its checkpoint saved) prints ``preempted: <message>`` (the main process)
+    and exits with :data:`PREEMPTED_EXIT_STATUS` (75).
 
-    Under ``torchrun``, the process group is then ended on every rank together: first a garbage
+    After a normal end or a preemption under ``torchrun``, the process group is ended on every
+    rank together: first a garbage
     collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
     reference cycle) free their reducers now rather than during interpreter shutdown, where
     destroying their gloo threads intermittently aborted a rank ("terminate called without an
@@ -85,6 +96,11 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
     def guarded(*args, **kwargs) -> None:
         try:
             main(*args, **kwargs)
+        except Preempted as stop:
+            if if_main_process():
+                print(f"preempted: {stop}", file=sys.stderr)
+            _end_process_group()
+            sys.exit(PREEMPTED_EXIT_STATUS)
         except DataError as error:
             print(f"error: {data_error_message(error)}", file=sys.stderr)
             sys.exit(2)
@@ -94,12 +110,17 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
         except OSError as error:
             print(f"error: {os_error_message(error)}", file=sys.stderr)
             sys.exit(2)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gc.collect()
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+        _end_process_group()
 
     return guarded
+
+
+def _end_process_group() -> None:
+    """Under torchrun, ends the process group on every rank together (see :func:`exit_on_data_error`)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def find_hparams(path: PathLike) -> str:

@@ -6,7 +6,8 @@ caller's working directory, so it behaves exactly as when a user runs the recipe
 logging, checkpoints) and relative paths mean the same in the caller and the stage. Every stage
 whose outputs exist is skipped; an interrupted training stage simply runs again and resumes from
 its last checkpoint. A stage whose process fails raises
-:class:`~speechbrain_dino.errors.StageFailed`.
+:class:`~speechbrain_dino.errors.StageFailed`; one stopped by a preemption signal (passed on by
+the caller, or sent to it directly) raises :class:`~speechbrain_dino.errors.Preempted`.
 
 Stages and what they return:
 
@@ -23,6 +24,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Seque
 
 import yaml
 
-from speechbrain_dino.errors import PathLike, StageFailed
+from speechbrain_dino.errors import PREEMPTED_EXIT_STATUS, PathLike, Preempted, StageFailed
 from speechbrain_dino.pipeline.console import StageConsole
 from speechbrain_dino.pipeline.memory import PeakMemoryMonitor
 from speechbrain_dino.pipeline.summaries import (
@@ -40,6 +42,7 @@ from speechbrain_dino.pipeline.summaries import (
     verification_summary,
 )
 from speechbrain_dino.pseudo_labels.outputs import outputs_exist, read_report
+from speechbrain_dino.training.preemption import PreemptionWatch
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +89,14 @@ def run_recipe(
     it runs, see :mod:`speechbrain_dino.pipeline.memory`; ``ru_maxrss`` where ``/proc`` is missing) are
     logged and returned. ``extra_args`` are passed as they are (e.g. ``--debug``).
 
+    While it runs, a preemption signal (SIGTERM, SIGUSR1) to this process is passed on to the
+    recipe's (:mod:`speechbrain_dino.training.preemption`).
+
     Raises
     ------
+    Preempted
+        The recipe stopped for a preemption signal (exit status 75, checkpoint saved), or this
+        process passed it one.
     StageFailed
         The recipe's process exited with an error (the end of its log is printed first when it was
         not streamed).
@@ -100,15 +109,20 @@ def run_recipe(
     start = time.perf_counter()
     if log_path is None:
         print(f"\n=== {name} ===", flush=True)
-        returncode, peak_gb = _run_process(command, None, stream=True)
+        returncode, peak_gb, received = _run_process(command, None, stream=True)
     else:
         log_path = os.fspath(log_path)
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         with open(log_path, "ab") as log:
             log.write(f"$ {' '.join(command)}\n".encode())
             log.flush()
-            returncode, peak_gb = _run_process(command, log, stream)
+            returncode, peak_gb, received = _run_process(command, log, stream)
     usage = StageUsage(time.perf_counter() - start, peak_gb)
+    if returncode == PREEMPTED_EXIT_STATUS or received is not None:
+        how = "was preempted and saved a checkpoint" if returncode == PREEMPTED_EXIT_STATUS else (
+            f"ended (exit {returncode}) after the pipeline passed it {received.name}")
+        where = f" (its output is in {log_path})" if log_path is not None else ""
+        raise Preempted(f"stage {name} {how}{where}; rerun the pipeline to resume")
     if returncode != 0:
         if log_path is not None and not stream:
             print(log_tail(log_path, FAILED_TAIL_LINES), file=sys.stderr, flush=True)
@@ -117,14 +131,17 @@ def run_recipe(
     return usage
 
 
-def _run_process(command: Sequence[str], log: Optional[BinaryIO], stream: bool) -> Tuple[int, float]:
+def _run_process(
+    command: Sequence[str], log: Optional[BinaryIO], stream: bool
+) -> Tuple[int, float, Optional[signal.Signals]]:
     """Runs ``command`` with its output to ``log`` (a binary file; None: the terminal only) and,
-    when ``stream``, to the terminal as well; returns its exit status and peak memory (GB)."""
+    when ``stream``, to the terminal as well; returns its exit status, peak memory (GB) and the
+    preemption signal this process received meanwhile and passed on to it (None: none)."""
     if log is None:
         process = subprocess.Popen(command)
     else:
         process = subprocess.Popen(command, stdout=subprocess.PIPE if stream else log, stderr=subprocess.STDOUT)
-    with PeakMemoryMonitor(process.pid) as memory:
+    with PeakMemoryMonitor(process.pid) as memory, PreemptionWatch(forward_to=process.pid) as preemption:
         if log is not None and stream:
             terminal = getattr(sys.stdout, "buffer", None)
             for chunk in iter(lambda: os.read(process.stdout.fileno(), 1 << 16), b""):
@@ -138,7 +155,7 @@ def _run_process(command: Sequence[str], log: Optional[BinaryIO], stream: bool) 
         _, status, rusage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     peak_gb = memory.peak_gb if memory.peak_gb is not None else rusage.ru_maxrss / 2**20
-    return process.returncode, peak_gb
+    return process.returncode, peak_gb, preemption.received
 
 
 def log_tail(path: PathLike, lines: int) -> str:

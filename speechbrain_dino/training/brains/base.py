@@ -4,10 +4,12 @@ Every Brain here trains an utterance encoder (SpeechBrain's ECAPA-TDNN by defaul
 Fbank -> sentence mean normalisation -> encoder -> ``[B, 1, D]`` embedding. :class:`EncoderBrain`
 holds what all of them need: feature extraction and augmentation, the per-step LR / weight-decay
 schedule, per-epoch statistics, optional validation EER, checkpointing and the ``pretrained/``
-export; and four overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
-gradient clipping (per tensor, as the DINO reference) over every parameter group, a training loader with its own generator
-(exact mid-epoch resume), and recovery from an end-of-epoch checkpoint that starts the next
-epoch's step count and running loss afresh.
+export; and five overrides of ``speechbrain.Brain``: DDP on CPU without SyncBatchNorm (gloo),
+gradient clipping (per tensor, as the DINO reference) over every parameter group, a training
+loader with its own generator (exact mid-epoch resume), recovery from an end-of-epoch checkpoint
+that starts the next epoch's step count and running loss afresh, and preemption: SIGTERM or
+SIGUSR1 during ``fit`` stops the run after the current optimiser step with a checkpoint
+(:mod:`~speechbrain_dino.training.preemption`).
 """
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from speechbrain_dino.errors import DataError
+from speechbrain_dino.errors import DataError, Preempted
 from speechbrain_dino.inference.export import Architecture, export_pretrained
 from speechbrain_dino.training.clipping import clip_gradients_
 from speechbrain_dino.training.epoch_stats import EpochAverages
 from speechbrain_dino.training.parameters import param_groups_for_weight_decay, unwrap_parallel
+from speechbrain_dino.training.preemption import PreemptionWatch
 from speechbrain_dino.training.rank_monitor import EffectiveRankMonitor
 from speechbrain_dino.training.rng import decorrelate_ranks
 from speechbrain_dino.training.schedules import DINOSchedule
@@ -77,6 +80,7 @@ class EncoderBrain(sb.Brain):
         self.rank_monitor = EffectiveRankMonitor()
         #: Exports at chosen optimiser steps (set before ``fit``; see :mod:`~speechbrain_dino.training.snapshots`).
         self.snapshots: Optional[SnapshotPlan] = None
+        self.preemption = PreemptionWatch()
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("epoch_averages", self.epoch_averages, optional_load=True)
             self.checkpointer.add_recoverable("rank_monitor", self.rank_monitor, optional_load=True)
@@ -141,6 +145,14 @@ class EncoderBrain(sb.Brain):
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
+    def fit(self, *args, **kwargs) -> None:
+        """SpeechBrain's ``fit``, stopped by a preemption signal after the step it came in
+        (:meth:`_should_save_intra_epoch_ckpt`); one that came after the last look is delivered
+        again once training is over."""
+        with self.preemption:
+            super().fit(*args, **kwargs)
+        self.preemption.deliver_pending()
+
     def on_fit_start(self) -> None:
         """Builds the schedule, SpeechBrain's start (DDP wrap, optimiser, recovery), then gives
         each DDP rank its own random stream (:func:`~speechbrain_dino.training.rng.decorrelate_ranks`)."""
@@ -162,6 +174,29 @@ class EncoderBrain(sb.Brain):
                 self.modules[name] = DistributedDataParallel(
                     module, find_unused_parameters=self.find_unused_parameters
                 )
+
+    # ------------------------------------------------------------ preemption
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time: float, steps_since_ckpt: int) -> bool:
+        """SpeechBrain's checkpoint interval, or a preemption signal received by any rank
+        (looked at after each optimiser step, on every rank)."""
+        if self.step % self.grad_accumulation_factor == 0 and self.preemption.agreed():
+            return True
+        return super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
+
+    def _save_intra_epoch_ckpt(self) -> None:
+        """SpeechBrain's intra-epoch checkpoint; then stops a preempted run."""
+        super()._save_intra_epoch_ckpt()
+        self.stop_if_preempted()
+
+    def stop_if_preempted(self) -> None:
+        """Raises :class:`~speechbrain_dino.errors.Preempted` once the ranks agreed on a signal
+        (the checkpoint is saved)."""
+        if self.preemption.stopping:
+            received = self.preemption.received.name if self.preemption.received else "a signal to another process"
+            raise Preempted(
+                f"{received} during training: stopped after optimiser step {self.optimizer_step} and saved a "
+                f"checkpoint in {self.checkpointer.checkpoints_dir}; rerun the same command to resume"
+            )
 
     # ------------------------------------------------------------ per batch
     def features(self, wavs: torch.Tensor) -> torch.Tensor:
@@ -251,7 +286,8 @@ class EncoderBrain(sb.Brain):
             self.rank_monitor.start_epoch()
 
     def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
-        """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints."""
+        """Logs the epoch (loss, diagnostics, schedule values, validation EER) and checkpoints;
+        stops a run preempted meanwhile."""
         if stage != sb.Stage.TRAIN:
             return
         train_stats = {"loss": stage_loss}
@@ -271,6 +307,8 @@ class EncoderBrain(sb.Brain):
             end_of_epoch=True,
             num_to_keep=getattr(self.hparams, "ckpts_to_keep", 2),
         )
+        if self.preemption.agreed():  # a signal during the epoch's end: it is checkpointed
+            self.stop_if_preempted()
 
     def check_epoch(self, train_stats: Dict[str, float], epoch: int) -> None:
         """Subclass hook: inspect the epoch's statistics (e.g. collapse detection)."""
