@@ -21,9 +21,12 @@ A failed write (full disk, file-size limit, read-only folder: an ``OSError``, or
 ``RuntimeError``, see :mod:`speechbrain_dino.write_failures`) removes the staging folder and ends
 in one error naming the folder; the previous checkpoints are kept and a rerun resumes from them.
 
-Under DDP only the main process creates, publishes and removes folders; after the savers ran,
+Under DDP only the main process creates, publishes and removes folders. After the savers ran,
 every rank learns whether a write failed anywhere (:func:`~speechbrain_dino.training.rank_agreement.any_rank`),
-so they raise together, and the rename happens after all writes.
+so they raise together and the rename happens after all writes; and every rank waits for the
+rename, so that all of them then list the same checkpoints (SpeechBrain's deletion of old ones
+runs a collective per deleted checkpoint: ranks that listed the folder before and after the
+rename would wait for each other forever).
 """
 from __future__ import annotations
 
@@ -92,6 +95,10 @@ class AtomicCheckpointer(Checkpointer):
     def save_checkpoint(self, meta=None, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Writes the checkpoint into its staging folder, then publishes it (see the module).
 
+        Under DDP the ranks agree twice: after the savers (did a write fail anywhere?) and after
+        the main process published (every rank lists the folder afterwards, e.g. to delete old
+        checkpoints, and must see the same checkpoints).
+
         Raises
         ------
         DataError
@@ -101,7 +108,7 @@ class AtomicCheckpointer(Checkpointer):
         if if_main_process():
             self.remove_interrupted_saves()
         failure: Optional[BaseException] = None
-        staged = None
+        staged = checkpoint = None
         self._announced = False
         try:
             staged = super().save_checkpoint(meta or {}, end_of_epoch, name, verbosity=logging.DEBUG)
@@ -113,14 +120,16 @@ class AtomicCheckpointer(Checkpointer):
             failure = error
         if any_rank(failure is not None):
             raise self._write_error(failure)
-        if staged is None:  # not the main process
-            return None
-        try:
-            checkpoint = self._publish(staged)
-        except OSError as error:
-            raise self._write_error(error) from None
-        kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
-        logger.log(verbosity, f"Saved an {kind} checkpoint in {checkpoint.path}")
+        if staged is not None:  # the main process
+            try:
+                checkpoint = self._publish(staged)
+            except OSError as error:
+                failure = error
+        if any_rank(failure is not None):
+            raise self._write_error(failure)
+        if checkpoint is not None:
+            kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
+            logger.log(verbosity, f"Saved an {kind} checkpoint in {checkpoint.path}")
         return checkpoint
 
     def _save_checkpoint_metafile(self, *args, **kwargs):
