@@ -154,11 +154,12 @@ class EncoderBrain(sb.Brain):
         self.preemption.deliver_pending()
 
     def on_fit_start(self) -> None:
-        """Builds the schedule, SpeechBrain's start (DDP wrap, optimiser, recovery), then gives
-        each DDP rank its own random stream (:func:`~speechbrain_dino.training.rng.decorrelate_ranks`)."""
+        """Builds the schedule, gives each DDP rank its own random stream
+        (:func:`~speechbrain_dino.training.rng.decorrelate_ranks`), then SpeechBrain's start (DDP
+        wrap, optimiser, recovery, which restores each rank's stream of a resumed run)."""
         self.schedule = self.build_schedule()
-        super().on_fit_start()
         decorrelate_ranks()
+        super().on_fit_start()
 
     def _wrap_distributed(self) -> None:
         """DDP as SpeechBrain does it, but without SyncBatchNorm under gloo (CPU).
