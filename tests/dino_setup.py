@@ -1,9 +1,10 @@
-"""Shared set-up of the DINO training tests: a tiny corpus and a tiny, fast preset."""
+"""Shared set-up of the DINO training tests: a tiny corpus, a tiny, fast preset, and the environment
+of a recipe run in a fresh process with an injected fault (``tests/fault_runner.py``)."""
 from __future__ import annotations
 
 import importlib
 import os
-from typing import List
+from typing import Dict, List, Optional
 
 from conftest import write_tone
 
@@ -20,6 +21,27 @@ TINY_OVERRIDES = [
     "--schedule={warmup_epochs: 0.5}",
     "--noprogressbar",
 ]
+
+
+#: torch.save calls of the (main) process per checkpoint of a run with TINY_OVERRIDES (student,
+#: teacher, heads, loss, optimiser, RNG and epoch averages).
+SAVES_PER_CHECKPOINT = 8
+#: The repository, and the fault-injection runner (see its docstring).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAULT_RUNNER = os.path.join(REPO, "tests", "fault_runner.py")
+
+
+def fault_env(fault: Optional[str] = None, rank: Optional[int] = None) -> Dict[str, str]:
+    """The environment of a recipe process: this checkout importable, one thread, and ``fault``
+    (``SBDINO_FAULT``) on torchrun rank ``rank`` (every process when None), or none."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    for key in ("SBDINO_FAULT", "SBDINO_FAULT_RANK"):
+        env.pop(key, None)
+    if fault:
+        env["SBDINO_FAULT"] = fault
+    if fault and rank is not None:
+        env["SBDINO_FAULT_RANK"] = str(rank)
+    return env
 
 
 def tone_corpus(folder: str, count: int = 8) -> str:

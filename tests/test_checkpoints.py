@@ -101,7 +101,8 @@ def test_checkpoints_that_all_fail_to_load_stop_the_run_instead_of_training_afre
 
 def test_an_intact_checkpoint_of_other_settings_is_one_clear_error(tmp_path):
     checkpointer(tmp_path, 1.0, width=2)[0].save_checkpoint()
-    with pytest.raises(DataError, match="cannot load this checkpoint .RuntimeError: Error.s. in loading state_dict.*size mismatch"):
+    mismatch = "cannot load this checkpoint .RuntimeError: Error.s. in loading state_dict.*size mismatch"
+    with pytest.raises(DataError, match=mismatch):
         checkpointer(tmp_path, 0.0, width=3)[0].recover_if_possible()
 
 
@@ -120,7 +121,11 @@ def test_the_published_name_is_flushed_before_the_save_returns(tmp_path, monkeyp
     events = []
     real_replace, real_fsync = os.replace, os.fsync
     monkeypatch.setattr(os, "replace", lambda src, dst: (real_replace(src, dst), events.append(("replace", dst))))
-    monkeypatch.setattr(os, "fsync", lambda fd: (real_fsync(fd), events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))))
+    def fsync(fd):
+        real_fsync(fd)
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    monkeypatch.setattr(os, "fsync", fsync)
     checkpoint = checkpointer(tmp_path, 1.0)[0].save_checkpoint()
     published = events.index(("replace", checkpoint.path))
     assert ("fsync", str(tmp_path)) in events[published:]

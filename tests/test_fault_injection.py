@@ -9,17 +9,12 @@ import sys
 
 import pytest
 import torch
-from dino_setup import TINY_OVERRIDES, tone_corpus
+from dino_setup import FAULT_RUNNER, SAVES_PER_CHECKPOINT, TINY_OVERRIDES, fault_env, tone_corpus
 
 from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.errors import PREEMPTED_EXIT_STATUS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNNER = os.path.join(REPO, "tests", "fault_runner.py")
 DEMO_YAML = os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml")
-#: torch.save calls per checkpoint of the tiny DINO run (student, teacher, heads, loss, optimiser,
-#: RNG and epoch averages); a checkpoint after every step, 3 steps per epoch, 2 epochs.
-SAVES_PER_CHECKPOINT = 8
 #: A file-size limit between the tiny run's largest files (the optimiser's, about 490 kB) and the
 #: others (the student's, about 220 kB; the logs).
 FILE_SIZE_LIMIT = 300_000
@@ -31,17 +26,14 @@ def train(train_csv, output_folder, *extra, fault=None, file_size_limit=None):
     """Runs train_dino (2 epochs of 3 steps) in a fresh process with ``fault`` (``SBDINO_FAULT``,
     see fault_runner) and files limited to ``file_size_limit`` bytes (RLIMIT_FSIZE: writes past it
     fail with EFBIG)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    env.pop("SBDINO_FAULT", None)
-    if fault:
-        env["SBDINO_FAULT"] = fault
     command = [
-        sys.executable, RUNNER, "train_dino", DEMO_YAML, f"--train_csv={train_csv}",
+        sys.executable, FAULT_RUNNER, "train_dino", DEMO_YAML, f"--train_csv={train_csv}",
         f"--output_folder={output_folder}", "--number_of_epochs=2", *TINY_OVERRIDES, *extra,
     ]
     limit = None if file_size_limit is None else functools.partial(
         resource.setrlimit, resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit)
     )
+    env = fault_env(fault)
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, preexec_fn=limit)
 
 
