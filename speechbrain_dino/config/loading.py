@@ -85,11 +85,11 @@ def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
     and exits with :data:`PREEMPTED_EXIT_STATUS` (75).
 
     After a normal end or a preemption under ``torchrun``, the process group is ended on every
-    rank together: first a garbage
-    collection, so the Brain and its DDP wrappers (kept alive by the Brain <-> Checkpointer
-    reference cycle) free their reducers now rather than during interpreter shutdown, where
-    destroying their gloo threads intermittently aborted a rank ("terminate called without an
-    active exception"); then a barrier and ``destroy_process_group``.
+    rank together: first a garbage collection, so the Brain and its DDP wrappers (kept alive by
+    the Brain <-> Checkpointer reference cycle) free their reducers now rather than during
+    interpreter shutdown, where destroying their gloo threads intermittently aborted a rank
+    ("terminate called without an active exception"); then a barrier and
+    ``destroy_process_group``.
     """
 
     @functools.wraps(main)

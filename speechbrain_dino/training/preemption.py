@@ -47,6 +47,7 @@ class PreemptionWatch:
         self._previous: Dict[signal.Signals, object] = {}
 
     def __enter__(self) -> "PreemptionWatch":
+        self.received, self.stopping = None, False
         if threading.current_thread() is threading.main_thread():  # only it may set handlers
             for signum in PREEMPTION_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._record)
