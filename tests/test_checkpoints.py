@@ -6,8 +6,8 @@ import struct
 
 import pytest
 import torch
-
 from conftest import file_size_limit
+
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.training import checkpoints
 from speechbrain_dino.training.checkpoints import STAGING_PREFIX, AtomicCheckpointer

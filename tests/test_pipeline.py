@@ -14,7 +14,8 @@ import time
 import pytest
 from dino_setup import tone_corpus
 
-from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import load_recipe
 from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.errors import PREEMPTED_EXIT_STATUS, Preempted, StageFailed
 from speechbrain_dino.pipeline.run import Pipeline
@@ -119,7 +120,7 @@ def test_a_failed_stage_raises_stage_failed_and_a_recipe_prints_one_line(tmp_pat
         stages.train_dino("hparams/demo/dino_ecapa.yaml", "", tmp_path / "dino", name="DINO pretraining")
     assert failure.value.exit_code == 2 and "train_dino" in " ".join(failure.value.command)
 
-    @exit_on_data_error
+    @clean_exit
     def main():
         raise failure.value
 
@@ -156,7 +157,7 @@ def test_a_signal_to_the_pipeline_stops_its_training_stage_with_a_checkpoint_and
                                f"{folder / 'stage_output.log'}); rerun the pipeline to resume")
     assert "preempted: SIGTERM during training" in (folder / "stage_output.log").read_text()
 
-    @exit_on_data_error
+    @clean_exit
     def main():
         raise stop.value
 

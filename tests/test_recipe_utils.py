@@ -6,7 +6,8 @@ import textwrap
 import pytest
 from speechbrain.dataio.dataloader import make_dataloader
 
-from speechbrain_dino.config.loading import HPARAMS_FOLDER, data_error_message, find_hparams, load_hparams
+from speechbrain_dino.config.exits import data_error_message
+from speechbrain_dino.config.loading import HPARAMS_FOLDER, find_hparams, load_hparams
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.errors import DataError

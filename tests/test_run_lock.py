@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from dino_setup import TINY_OVERRIDES, tone_corpus
+
 from speechbrain_dino.config.loading import HPARAMS_FOLDER
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.training import run_lock

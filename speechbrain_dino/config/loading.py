@@ -1,4 +1,4 @@
-"""What every recipe shares: finding and loading hparams, clear errors, fitting.
+"""Finding and loading a recipe's hparams file, its overrides and run options, with clear errors.
 
 Recipes stay SpeechBrain-shaped (``parse_arguments`` -> ``ddp_init_group`` -> ``load_hyperpyyaml``
 -> ``create_experiment_directory`` -> Brain; the last is called by the recipe itself, since
@@ -16,36 +16,19 @@ paper-scale files with some values changed, see :mod:`speechbrain_dino.config.pr
 """
 from __future__ import annotations
 
-import functools
-import gc
 import io
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import ruamel.yaml
 import speechbrain as sb
-import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dino.config.help import help_text, top_level_settings
 from speechbrain_dino.config.settings import SettingsTable, check_run_options, check_settings
-from speechbrain_dino.data.manifest import Row
-from speechbrain_dino.errors import (
-    PREEMPTED_EXIT_STATUS,
-    DataError,
-    PathLike,
-    Preempted,
-    StageFailed,
-    first_line,
-    os_error_message,
-)
-from speechbrain_dino.inference.export import Architecture
-from speechbrain_dino.inference.threshold_estimate import ClusterThresholdEstimator
-from speechbrain_dino.training.snapshots import SnapshotPlan
-from speechbrain_dino.verification.validation import TrialValidator
+from speechbrain_dino.errors import DataError, PathLike, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -63,64 +46,6 @@ def _hparams_folder() -> str:
 HPARAMS_FOLDER = _hparams_folder()
 #: The key with which earlier releases made one YAML the overrides of another.
 RETIRED_EXTENDS_KEY = "extends"
-
-
-def data_error_message(error: DataError) -> str:
-    """The message of a DataError, also when a DataLoader worker raised it.
-
-    PyTorch re-raises a worker's exception with the worker's whole traceback as its message;
-    the original message is its last line, after ``"...DataError: "``.
-    """
-    text = str(error).strip()
-    if "Traceback" not in text:
-        return text
-    return text.splitlines()[-1].split("DataError: ", 1)[-1]
-
-
-def exit_on_data_error(main: Callable[..., None]) -> Callable[..., None]:
-    """Runs ``main``; a :class:`DataError`, a failed pipeline stage (:class:`StageFailed`) or an
-    operating-system error (a folder that cannot be written, a full disk) becomes
-    ``error: <message>`` on stderr and exit 2. A run stopped by a preemption signal
-    (:class:`Preempted`, its checkpoint saved) prints ``preempted: <message>`` (the main process)
-    and exits with :data:`PREEMPTED_EXIT_STATUS` (75).
-
-    After a normal end or a preemption under ``torchrun``, the process group is ended on every
-    rank together: first a garbage collection, so the Brain and its DDP wrappers (kept alive by
-    the Brain <-> Checkpointer reference cycle) free their reducers now rather than during
-    interpreter shutdown, where destroying their gloo threads intermittently aborted a rank
-    ("terminate called without an active exception"); then a barrier and
-    ``destroy_process_group``.
-    """
-
-    @functools.wraps(main)
-    def guarded(*args, **kwargs) -> None:
-        try:
-            main(*args, **kwargs)
-        except Preempted as stop:
-            if if_main_process():
-                print(f"preempted: {stop}", file=sys.stderr)
-            _end_process_group()
-            sys.exit(PREEMPTED_EXIT_STATUS)
-        except DataError as error:
-            print(f"error: {data_error_message(error)}", file=sys.stderr)
-            sys.exit(2)
-        except StageFailed as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-        except OSError as error:
-            print(f"error: {os_error_message(error)}", file=sys.stderr)
-            sys.exit(2)
-        _end_process_group()
-
-    return guarded
-
-
-def _end_process_group() -> None:
-    """Under torchrun, ends the process group on every rank together (see :func:`exit_on_data_error`)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        gc.collect()
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def find_hparams(path: PathLike) -> str:
@@ -313,96 +238,3 @@ def data_replacements(hparams: Dict[str, Any]) -> Optional[Dict[str, str]]:
     return {"data_root": os.fspath(data_root)} if data_root else None
 
 
-def trial_validator(hparams: Dict[str, Any]) -> Optional[TrialValidator]:
-    """The validation of a training YAML with ``valid_csv`` and ``valid_trials`` set (None without):
-    its EER every epoch, and the decision threshold the export records."""
-    if not (hparams.get("valid_csv") and hparams.get("valid_trials")):
-        return None
-    return TrialValidator.from_files(
-        hparams["valid_csv"],
-        hparams["valid_trials"],
-        replacements=data_replacements(hparams),
-        sample_rate=hparams["sample_rate"],
-        resample=hparams["resample"],
-    )
-
-
-def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
-    """Keyword arguments of ``extract_embeddings`` from an evaluation YAML and the run options."""
-    return {
-        "device": run_opts.get("device", "cpu"),
-        "sample_rate": hparams["sample_rate"],
-        "resample": hparams["resample"],
-        "max_batch_seconds": hparams["max_batch_seconds"],
-        "chunk_seconds": hparams["chunk_seconds"],
-        "num_workers": hparams["num_workers"],
-    }
-
-
-def fit_and_export(
-    hparams: Dict,
-    run_opts: Dict,
-    train_data,
-    architecture: Architecture,
-    metadata: Dict,
-    modules: Optional[Dict[str, torch.nn.Module]] = None,
-    recoverables: Optional[Dict[str, torch.nn.Module]] = None,
-    labelled_rows: Optional[Sequence[Row]] = None,
-) -> None:
-    """Builds ``hparams['brain_class']``, trains (resuming from checkpoints), exports ``pretrained/``
-    (and ``snapshots/step<S>/`` after the optimiser steps of ``export_steps``, when the YAML has it).
-
-    Arguments
-    ---------
-    hparams : dict
-        A training YAML: ``brain_class``, ``modules``, ``opt_class``, ``checkpointer``,
-        ``epoch_counter``, ``train_dataloader_opts``, ``output_folder``; with ``valid_csv`` and
-        ``valid_trials``, the validation EER every epoch and the export's decision threshold
-        (:func:`trial_validator`).
-    run_opts : dict
-        SpeechBrain run options (device, DDP, precision, checkpoint interval...).
-    train_data : DynamicItemDataset
-        The training set.
-    architecture : Architecture
-        What the exported encoder is (written into ``pretrained/``).
-    metadata : dict
-        Provenance written beside the exported encoder.
-    modules, recoverables : dict, optional
-        Modules built outside the YAML (e.g. from a previous stage's export), added to the YAML's
-        ``modules``, and those of them the checkpointer must hold.
-    labelled_rows : sequence of dict, optional
-        The training rows of a run on (pseudo-)speaker labels: without validation trials, the
-        export records a decision threshold estimated from their clusters
-        (:class:`~speechbrain_dino.inference.threshold_estimate.ClusterThresholdEstimator`; its draw
-        leaves the global random state alone).
-    """
-    for name, module in (recoverables or {}).items():
-        hparams["checkpointer"].add_recoverable(name, module)
-    hparams["validator"] = trial_validator(hparams)
-    hparams["threshold_estimator"] = None
-    if hparams["validator"] is None and labelled_rows is not None:
-        try:
-            hparams["threshold_estimator"] = ClusterThresholdEstimator(
-                labelled_rows, seed=int(hparams.get("seed", 0)), sample_rate=hparams["sample_rate"],
-                resample=hparams["resample"],
-            )
-        except DataError as error:  # e.g. every label a single row: no same-cluster pair
-            logger.warning("the export will record no decision threshold: %s", error)
-    brain = hparams["brain_class"](
-        modules={**hparams["modules"], **(modules or {})},
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.snapshots = SnapshotPlan.from_hparams(hparams, architecture, metadata)
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-    )
-    run_on_main(
-        brain.export,
-        args=[os.path.join(hparams["output_folder"], "pretrained"), architecture],
-        kwargs={"metadata": metadata},
-    )

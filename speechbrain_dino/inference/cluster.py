@@ -41,7 +41,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from speechbrain_dino.config.loading import exit_on_data_error, load_hparams
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import load_hparams
 from speechbrain_dino.data.manifest import Row
 from speechbrain_dino.errors import DataError, PathLike
 from speechbrain_dino.inference.embed import audio_rows, embed
@@ -197,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point (``sbdino-cluster``)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
 
-    @exit_on_data_error
+    @clean_exit
     def run() -> None:
         summary = cluster_folder(args.source, args.pretrained, args.output_folder, args.hparams, args.device, args.seed)
         for line in summary_lines(summary):

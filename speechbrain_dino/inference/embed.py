@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from speechbrain_dino.config.loading import exit_on_data_error
+from speechbrain_dino.config.exits import clean_exit
 from speechbrain_dino.data.audio import audio_info
 from speechbrain_dino.data.manifest import Row, read_manifest
 from speechbrain_dino.errors import DataError, PathLike
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Command-line entry point (``sbdino-embed``)."""
-    exit_on_data_error(run)(parse_args(sys.argv[1:] if argv is None else argv))
+    clean_exit(run)(parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -366,3 +366,15 @@ def _cache_matches(cache_path: PathLike, key: str) -> bool:
         return False
     with np.load(os.fspath(cache_path)) as data:
         return "key" in data and str(data["key"]) == key
+
+
+def extraction_options(hparams: Dict, run_opts: Dict) -> Dict:
+    """Keyword arguments of ``extract_embeddings`` from an evaluation YAML and the run options."""
+    return {
+        "device": run_opts.get("device", "cpu"),
+        "sample_rate": hparams["sample_rate"],
+        "resample": hparams["resample"],
+        "max_batch_seconds": hparams["max_batch_seconds"],
+        "chunk_seconds": hparams["chunk_seconds"],
+        "num_workers": hparams["num_workers"],
+    }

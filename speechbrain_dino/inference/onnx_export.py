@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from speechbrain_dino import __version__
-from speechbrain_dino.config.loading import exit_on_data_error
+from speechbrain_dino.config.exits import clean_exit
 from speechbrain_dino.errors import DataError, PathLike, first_line
 from speechbrain_dino.inference.embeddings import load_encoder
 from speechbrain_dino.inference.export import THRESHOLD_KEY, THRESHOLD_SOURCE_KEY, read_metadata, recorded_threshold
@@ -216,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("output", help="the .onnx file to write")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
-    @exit_on_data_error
+    @clean_exit
     def run() -> None:
         path = export_onnx(args.pretrained_path, args.output)
         print(f"wrote {path} (inputs wavs [batch, samples], lengths [batch]; output embedding [batch, D])")

@@ -15,16 +15,18 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import data_replacements, load_recipe
 from speechbrain_dino.config.recipe_settings import EVAL_EMOTION, EVAL_EMOTION_KEYS
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.emotion.evaluation import evaluate_emotion
 from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_independent_folds
 from speechbrain_dino.emotion.outputs import write_outputs
 from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
+from speechbrain_dino.inference.embeddings import extraction_options
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Builds the folds, evaluates the encoder and the baselines, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(

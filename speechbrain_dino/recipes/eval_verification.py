@@ -17,10 +17,12 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, extraction_options, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import data_replacements, load_recipe
 from speechbrain_dino.config.recipe_settings import EVAL_VERIFICATION, EVAL_VERIFICATION_KEYS
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
+from speechbrain_dino.inference.embeddings import extraction_options
 from speechbrain_dino.verification.evaluation import (
     cohort_means,
     manifest_speakers,
@@ -32,7 +34,7 @@ from speechbrain_dino.verification.evaluation import (
 from speechbrain_dino.verification.trials import read_trials
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
     hparams_file, run_opts, overrides, hparams = load_recipe(

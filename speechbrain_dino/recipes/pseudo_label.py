@@ -15,7 +15,8 @@ import sys
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import data_replacements, load_recipe
 from speechbrain_dino.config.recipe_settings import PSEUDO_LABEL, PSEUDO_LABEL_KEYS
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.inference.embeddings import extract_embeddings
@@ -30,7 +31,7 @@ from speechbrain_dino.pseudo_labels.outputs import (
 )
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Embeds the training manifest, clusters it, writes pseudo-labels and the report."""
     hparams_file, run_opts, overrides, hparams = load_recipe(

@@ -20,7 +20,8 @@ import sys
 import speechbrain as sb
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dino.config.loading import exit_on_data_error, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import load_recipe
 from speechbrain_dino.config.recipe_settings import RUN_PIPELINE, RUN_PIPELINE_KEYS, RUN_PIPELINE_RENAMED
 from speechbrain_dino.config.settings import check_stage_run_options
 from speechbrain_dino.pipeline.console import experiment_log_config
@@ -31,7 +32,7 @@ from speechbrain_dino.training.run_lock import output_folder_lock
 VERBOSE_FLAG = "--verbose"
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Prepares the data (demo), runs every stage, prints where the outputs are and the table."""
     argv = [f"{VERBOSE_FLAG}=True" if arg == VERBOSE_FLAG else arg for arg in argv]

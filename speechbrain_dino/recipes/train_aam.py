@@ -23,13 +23,15 @@ import speechbrain as sb
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
 
-from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import data_replacements, load_recipe
 from speechbrain_dino.config.recipe_settings import TRAIN_AAM, TRAIN_AAM_KEYS
 from speechbrain_dino.data.crops import random_crop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.data.short_clips import drop_short_rows
 from speechbrain_dino.inference.export import pretrained_weights
 from speechbrain_dino.training.fine_tuning import FineTuneModels, budgeted_epochs, check_label_set, labelled_rows
+from speechbrain_dino.training.fitting import fit_and_export
 from speechbrain_dino.training.run_inputs import claim_output_folder
 from speechbrain_dino.training.run_lock import output_folder_lock
 
@@ -74,7 +76,7 @@ def plan_epochs(hparams, rows):
     hparams["epoch_counter"].limit = epochs
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Loads data and the initial encoder, fine-tunes, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(

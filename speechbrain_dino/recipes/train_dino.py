@@ -17,13 +17,15 @@ import sys
 
 import speechbrain as sb
 
-from speechbrain_dino.config.loading import data_replacements, exit_on_data_error, fit_and_export, load_recipe
+from speechbrain_dino.config.exits import clean_exit
+from speechbrain_dino.config.loading import data_replacements, load_recipe
 from speechbrain_dino.config.recipe_settings import TRAIN_DINO, TRAIN_DINO_KEYS
 from speechbrain_dino.data.crops import multicrop_pipeline
 from speechbrain_dino.data.dataio import dataset_from_rows
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.data.short_clips import drop_short_rows
 from speechbrain_dino.inference.export import Architecture, pretrained_weights
+from speechbrain_dino.training.fitting import fit_and_export
 from speechbrain_dino.training.run_inputs import claim_output_folder
 from speechbrain_dino.training.run_lock import output_folder_lock
 
@@ -37,7 +39,7 @@ def dataio_prep(hparams):
     return train_data
 
 
-@exit_on_data_error
+@clean_exit
 def main(argv):
     """Loads the YAML, builds the dataset and Brain, trains, exports ``pretrained/``."""
     hparams_file, run_opts, overrides, hparams = load_recipe(

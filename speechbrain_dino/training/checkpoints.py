@@ -39,10 +39,10 @@ from typing import Dict, List, Optional
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from speechbrain_dino.data.write_failures import is_write_failure, write_failure_reason
 from speechbrain_dino.errors import DataError
 from speechbrain_dino.training.checkpoint_files import DamagedCheckpoint, check_files, read_metadata
 from speechbrain_dino.training.rank_agreement import any_rank
-from speechbrain_dino.data.write_failures import is_write_failure, write_failure_reason
 
 logger = logging.getLogger(__name__)
 
