@@ -8,7 +8,7 @@ Each run is a system of bench.systems (its preset in ``hparams/demo/`` and its o
 bench.objectives trains it) with its epochs of the study pool (``A+B`` for a warm start: A epochs
 of its first part, then B of its second from the first's export), the epochs of an earlier
 budgeted study so that both versions take the same optimiser steps. The old version trains with
-``--old_code`` first on PYTHONPATH and that checkout's presets; the new one with this checkout's.
+``--old_code`` alone on PYTHONPATH and that checkout's presets; the new one with this checkout's.
 Both are evaluated by this checkout on the three held-out sets, and each new system's relative EER
 change against its old version comes with the 95% interval of the paired speaker bootstrap.
 Results: ``bench/results/<tag>.md`` and the BENCHMARKS.md block ``<tag>``.
@@ -49,8 +49,9 @@ class FidelityStudy(Study):
         """``name`` trained by the checkout ``code_root`` (its code on PYTHONPATH, its presets)."""
         parts = [name] if name in SYSTEMS else list(WARM_STARTS[name])
         environment = dict(os.environ)
-        if version == "old":
-            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))
+        # each version's stages import its own checkout: first on the path, and no current folder
+        # ahead of it (python -m puts the working directory first unless PYTHONSAFEPATH is set)
+        os.environ.update(PYTHONPATH=code_root, PYTHONSAFEPATH="1")
         try:
             init_from = None
             for part, part_epochs in zip(parts, epochs):

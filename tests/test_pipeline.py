@@ -186,4 +186,5 @@ def test_the_documented_pipeline_overrides_load_and_plan_their_stages(tmp_path, 
     assert pipeline.gate_share() == share
     plan = pipeline.plan()
     assert plan[:len(pretraining) + 1] == [*pretraining, "eval_verification"]
-    assert plan.count("eval_verification") == 3 + (4 if share else 0)  # 2 per round for the gate
+    # one after the pretraining, one per round, and 2 more per round for the gate
+    assert plan.count("eval_verification") == 1 + hparams["rounds"] * (1 + (2 if share else 0))

@@ -115,3 +115,27 @@ def test_a_second_training_into_a_folder_in_use_stops_before_writing(tmp_path):
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
     assert errors[0].startswith(f"error: {output / LOCK_FILE}: the output folder is in use by another run "
                                 f"(process {os.getpid()} on {socket.gethostname()}")
+
+
+@pytest.mark.parametrize("recipe, hparams_file, inputs", [
+    ("pseudo_label", "pseudo_label.yaml", ["--pretrained_path=exp/pretrained", "--train_csv=train.csv"]),
+    ("eval_verification", "verification.yaml",
+     ["--pretrained_path=exp/pretrained", "--test_csv=test.csv", "--trials=trials.txt"]),
+    ("eval_emotion", "emotion.yaml", ["--pretrained_path=exp/pretrained", "--data_csv=emotion.csv"]),
+])
+def test_the_other_recipes_refuse_a_folder_in_use_before_reading_anything(tmp_path, recipe, hparams_file, inputs):
+    """Pseudo-labelling and the evaluations write caches and results into their folder: a second run
+    into a folder in use stops with one line before it reads its inputs (which need not exist)."""
+    output = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", f"speechbrain_dino.recipes.{recipe}", os.path.join(HPARAMS_FOLDER, hparams_file),
+               *inputs, f"--output_folder={output}"]
+    with output_folder_lock(output):
+        second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        assert os.listdir(output) == [LOCK_FILE]
+    assert second.returncode == 2
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert errors[0].startswith(f"error: {output / LOCK_FILE}: the output folder is in use by another run "
+                                f"(process {os.getpid()} on {socket.gethostname()}")
+    assert not (output / LOCK_FILE).exists()

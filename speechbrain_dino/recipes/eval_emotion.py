@@ -24,11 +24,13 @@ from speechbrain_dino.emotion.folds import assert_speaker_independent, speaker_i
 from speechbrain_dino.emotion.outputs import write_outputs
 from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.inference.embeddings import extraction_options
+from speechbrain_dino.training.run_lock import output_folder_lock
 
 
 @clean_exit
 def main(argv):
-    """Builds the folds, evaluates the encoder and the baselines, writes the results."""
+    """Builds the folds, evaluates the encoder and the baselines, writes the results; holds
+    ``<output_folder>/run.lock`` meanwhile (one run per folder)."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
         argv,
         required=("pretrained_path", "data_csv"),
@@ -36,6 +38,12 @@ def main(argv):
         default_hparams="hparams/emotion.yaml",
         settings=EVAL_EMOTION, reads=EVAL_EMOTION_KEYS,
     )
+    with output_folder_lock(hparams["output_folder"]):
+        evaluate(hparams_file, run_opts, overrides, hparams)
+
+
+def evaluate(hparams_file, run_opts, overrides, hparams):
+    """Evaluates the encoder and the baselines on the folds; writes the results into ``output_folder``."""
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     rows = read_manifest(
         hparams["data_csv"], required=("ID", "duration", "wav", "spk_id", "emotion"),

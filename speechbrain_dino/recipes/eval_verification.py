@@ -23,6 +23,7 @@ from speechbrain_dino.config.recipe_settings import EVAL_VERIFICATION, EVAL_VERI
 from speechbrain_dino.data.manifest import read_manifest
 from speechbrain_dino.inference.baselines import checked_baselines, system_embeddings
 from speechbrain_dino.inference.embeddings import extraction_options
+from speechbrain_dino.training.run_lock import output_folder_lock
 from speechbrain_dino.verification.evaluation import (
     cohort_means,
     manifest_speakers,
@@ -36,7 +37,8 @@ from speechbrain_dino.verification.trials import read_trials
 
 @clean_exit
 def main(argv):
-    """Embeds the test (and cohort) manifests, scores the trials, writes the results."""
+    """Embeds the test (and cohort) manifests, scores the trials, writes the results; holds
+    ``<output_folder>/run.lock`` meanwhile (one run per folder)."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
         argv,
         required=("pretrained_path", "test_csv", "trials"),
@@ -44,6 +46,12 @@ def main(argv):
         default_hparams="hparams/verification.yaml",
         settings=EVAL_VERIFICATION, reads=EVAL_VERIFICATION_KEYS,
     )
+    with output_folder_lock(hparams["output_folder"]):
+        evaluate(hparams_file, run_opts, overrides, hparams)
+
+
+def evaluate(hparams_file, run_opts, overrides, hparams):
+    """Scores the trials with the encoder and the baselines; writes the results into ``output_folder``."""
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
     replacements = data_replacements(hparams)
     test_rows = read_manifest(hparams["test_csv"], required=("ID", "duration", "wav"), replacements=replacements)

@@ -29,11 +29,13 @@ from speechbrain_dino.pseudo_labels.outputs import (
     summary_line,
     write_outputs,
 )
+from speechbrain_dino.training.run_lock import output_folder_lock
 
 
 @clean_exit
 def main(argv):
-    """Embeds the training manifest, clusters it, writes pseudo-labels and the report."""
+    """Embeds the training manifest, clusters it, writes pseudo-labels and the report; holds
+    ``<output_folder>/run.lock`` meanwhile (one run per folder)."""
     hparams_file, run_opts, overrides, hparams = load_recipe(
         argv,
         required=("pretrained_path", "train_csv"),
@@ -41,6 +43,12 @@ def main(argv):
         default_hparams="hparams/pseudo_label.yaml",
         settings=PSEUDO_LABEL, reads=PSEUDO_LABEL_KEYS,
     )
+    with output_folder_lock(hparams["output_folder"]):
+        label_corpus(hparams_file, run_opts, overrides, hparams)
+
+
+def label_corpus(hparams_file, run_opts, overrides, hparams):
+    """Embeds and clusters the corpus into ``output_folder`` unless its labels exist already."""
     output = hparams["output_folder"]
     if outputs_exist(output):
         print(f"pseudo-labels | already done: {labels_path(output)}")

@@ -1,7 +1,7 @@
 """One run per output folder: a lock file held while a recipe runs in it.
 
 Two runs started with the same ``--output_folder`` would both resume its checkpoints, write the
-same files and both end with exit status 0. Every training recipe and the pipeline hold
+same files and both end with exit status 0. Every recipe and the pipeline hold
 ``<output_folder>/run.lock`` while they run (:func:`output_folder_lock`); a second run stops with
 one line naming the holder's process. The lock is made with ``os.link`` from a complete temporary
 file, which fails when the lock exists: atomic also on NFS and Lustre (the classic lock-file
