@@ -211,9 +211,9 @@ class GapTrend:
     """A line through log(EER / EER_reference) against log(minutes), and where it crosses 0."""
 
     slope: float  # per e-fold of minutes, on the point estimates
-    crossing: float  # minutes where the fitted line crosses 0 (inf: it does not approach 0)
+    crossing: float  # minutes where the fitted line comes down to 0 (inf: it does not come down)
     crossing_interval: Tuple[float, float]  # 95% over the bootstrap draws
-    approaching_share: float  # share of draws whose gap shrinks with training
+    approaching_share: float  # share of draws whose line falls (the gap shrinks with training)
 
 
 def gap_trend(points: Sequence[float], results: Dict[float, PointResult], eval_set: str) -> GapTrend:
@@ -224,24 +224,32 @@ def gap_trend(points: Sequence[float], results: Dict[float, PointResult], eval_s
     draws = draws[np.isfinite(draws).all(axis=1)]
     slope, intercept = np.polyfit(x, point_ratios, 1)
     slopes, intercepts = np.polyfit(x, draws.T, 1)
-    crossings = crossing_minutes(slopes, intercepts)
+    crossings = crossing_minutes(slopes, intercepts, points[-1])
     low, high = np.quantile(crossings, [0.025, 0.975])
-    return GapTrend(float(slope), float(crossing_minutes(np.array([slope]), np.array([intercept]))[0]),
-                    (float(low), float(high)), float(np.mean(slopes * np.sign(intercepts) < 0)))
+    return GapTrend(float(slope), float(crossing_minutes(np.array([slope]), np.array([intercept]), points[-1])[0]),
+                    (float(low), float(high)), float(np.mean(slopes < 0)))
 
 
-def crossing_minutes(slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    """Minutes where ``intercept + slope * log(minutes)`` is 0; inf where the line moves away from 0
-    (or is flat), 0 where it already crossed before the first minute."""
+def crossing_minutes(slopes: np.ndarray, intercepts: np.ndarray, last: float) -> np.ndarray:
+    """Minutes at which the line ``intercept + slope * log(minutes)`` (a log EER ratio against the
+    reference) comes down to 0: the system stops being worse than the reference.
+
+    A falling line crosses at ``exp(-intercept / slope)`` (at or before ``last`` when it is already
+    at or below 0 there). A flat or rising line never comes down: inf where it is above 0 at
+    ``last``, 0 where it is already at or below 0 (the system is not worse)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         crossing = np.exp(-intercepts / slopes)
-    return np.where(slopes * np.sign(intercepts) < 0, crossing, np.inf)
+    above_at_last = intercepts + slopes * np.log(last) > 0
+    return np.where(slopes < 0, crossing, np.where(above_at_last, np.inf, 0.0))
 
 
 def minutes_text(minutes: float) -> str:
-    """``"1.2 h"``, ``"3.4 days"``, ``"never"`` for a gap that does not close."""
+    """``"1.2 h"``, ``"3.4 days"``, ``"never"`` for a gap that does not close, ``"0 min"`` for one
+    that is already closed."""
     if not np.isfinite(minutes):
         return "never"
+    if minutes > 1000 * 1440.0:
+        return "beyond 1,000 days"
     for unit, size in (("days", 1440.0), ("h", 60.0)):
         if minutes >= size:
             return f"{minutes / size:.3g} {unit}"
@@ -280,7 +288,7 @@ def report(study: LongHorizonStudy, draws: int) -> None:
                          f"{result.micro_f1:.1f} ± {result.micro_f1_std:.1f}", f"{result.rankme:.1f}", f"{result.dims_99:.0f}"])
     trends = {eval_set: gap_trend(study.args.points, results[DINO], eval_set) for eval_set in SETS}
     trend_lines = [
-        f"- {EVAL_SETS[s]}: slope {t.slope:+.3f} per e-fold of minutes; the line crosses 0 at "
+        f"- {EVAL_SETS[s]}: slope {t.slope:+.3f} per e-fold of minutes; the line comes down to 0 at "
         f"{minutes_text(t.crossing)} (95% over speaker draws: {minutes_text(t.crossing_interval[0])} to "
         f"{minutes_text(t.crossing_interval[1])}); the gap shrinks in {100 * t.approaching_share:.0f}% of the draws."
         for s, t in trends.items()
@@ -291,7 +299,7 @@ def report(study: LongHorizonStudy, draws: int) -> None:
     curves = curves_figure(study.args.points, results, baseline_f1, os.path.join(FIGURES, "long_horizon_curves.png"))
     plan_lines = [
         f"- {system}: " + "; then ".join(
-            f"{os.path.relpath(part.hparams_file, REPO)} for {part.epochs} epochs ({part.steps} steps at "
+            f"{part.hparams_file[part.hparams_file.rindex('hparams' + os.sep):]} for {part.epochs} epochs ({part.steps} steps at "
             f"{part.step_seconds:.2f} s = {part.steps * part.step_seconds / 60:.1f} min)" for part in plans[system])
         for system in SYSTEMS
     ]

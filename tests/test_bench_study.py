@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 
+import numpy as np
 import pytest
 
 from bench.budget import epochs_for_budget, plain_values, remaining_share
 from bench.common import replace_block
+from bench.long_horizon import crossing_minutes
 from bench.study import GATE_SHARE, Study, System, learning_curve, slug
 from bench.study_data import assert_unseen, prepare_study_data
 from bench.systems import SYSTEMS, WARM_STARTS
@@ -201,3 +204,17 @@ def test_rounds_study_runs_the_demo_pipelines_rounds_with_the_gate(shared_data, 
     assert rounds.aam_overrides == {**pipeline["aam_overrides"], "valid_csv": study.data.dev_csv,
                                     "valid_trials": study.data.dev_trials}
     assert rounds.check_labels == study.check_labels
+
+
+@pytest.mark.parametrize("slope, intercept, expected", [
+    (-0.1, 0.5, math.exp(5.0)),  # worse now, falling: comes down to 0 at exp(5) minutes
+    (-0.1, 0.2, math.exp(2.0)),  # falling and already at or below 0 by 80 minutes: crossed at exp(2)
+    (0.15, -0.02, math.inf),     # rising and above 0 at 80 minutes: the gap grows, never closes
+    (0.05, -1.0, 0.0),           # rising but still below 0 at 80 minutes: not worse
+    (0.0, 0.3, math.inf),        # flat above 0
+])
+def test_the_gap_trend_comes_down_to_zero_only_when_it_falls(slope, intercept, expected):
+    """A line of log EER ratio against log minutes that rises never closes the gap, even if it was
+    below 0 before the first minute (the extrapolated past crossing is not a future one)."""
+    crossing = crossing_minutes(np.array([slope]), np.array([intercept]), 80.0)[0]
+    assert crossing == pytest.approx(expected) if math.isfinite(expected) else crossing == expected

@@ -4,7 +4,7 @@
     python recipes/train_dino.py hparams/dino_ecapa.yaml --train_csv=train.csv --output_folder=exp/dino
     torchrun --nproc_per_node=4 -m speechbrain_dino.recipes.train_dino hparams/dino_ecapa.yaml ...
 
-Labels are never read: every utterance of ``train_csv`` (a manifest, see README) gives a set of
+Labels are never read: every utterance of ``train_csv`` (a manifest, see docs/usage.md) gives a set of
 global and local crops. The Brain class is chosen in the YAML (``brain_class``:
 SelfDistillationBrain, the DINO family, or ContrastiveBrain). The run holds
 ``<output_folder>/run.lock`` (one run per folder), checkpoints every epoch (and every
