@@ -19,11 +19,12 @@ quietly() {  # runs a setup step with its output in $log; on failure shows its e
     fi
 }
 
-installed_from() {  # the checkout the venv's speechbrain_dino is imported from (empty if none)
-    "$venv/bin/python" -c "import os, speechbrain_dino; print(os.path.dirname(os.path.dirname(speechbrain_dino.__file__)))" 2>/dev/null || true
+installed_from() {  # the checkout the venv's speechbrain_dino is imported from (empty if none);
+    # run from / so that a speechbrain_dino/ folder in the current directory is not the one imported
+    (cd / && "$venv/bin/python" -c "import os, speechbrain_dino; print(os.path.dirname(os.path.dirname(speechbrain_dino.__file__)))" 2>/dev/null) || true
 }
 
-if [ ! -f "$venv/.sbdino-ready" ] || [ -z "$(installed_from)" ]; then
+if [ ! -f "$venv/.sbdino-ready" ]; then
     echo "[setup] creating $venv (a few minutes; pip's output in $log)" >&2
     rm -rf "$venv"
     mkdir -p "$(dirname "$venv")"
@@ -33,10 +34,12 @@ if [ ! -f "$venv/.sbdino-ready" ] || [ -z "$(installed_from)" ]; then
     # The torch/torchaudio pair known to import together here (torchaudio 2.11 against torch 2.14.1).
     quietly "$venv/bin/pip" install "torch==2.14.1" "torchaudio==2.11.0"
     quietly "$venv/bin/pip" install -e "$repo[test,faiss,plots,onnx]"
-    quietly "$venv/bin/python" -c "import torch, torchaudio, speechbrain, speechbrain_dino"
     touch "$venv/.sbdino-ready"
-elif [ "$(installed_from)" != "$repo" ]; then
-    # The venv is reused from another checkout (CI clones to a new folder): point it at this one.
+fi
+if [ "$(installed_from)" != "$repo" ]; then
+    # The venv is reused from another checkout (CI clones to a new folder, or that checkout is
+    # gone): point it at this one.
     quietly "$venv/bin/pip" install --no-deps -e "$repo"
 fi
+quietly env -C / "$venv/bin/python" -c "import torch, torchaudio, speechbrain, speechbrain_dino"
 echo "$venv"
