@@ -21,7 +21,7 @@ quietly() {  # runs a setup step with its output in $log; on failure shows its e
 
 installed_from() {  # the checkout the venv's speechbrain_dino is imported from (empty if none);
     # run from / so that a speechbrain_dino/ folder in the current directory is not the one imported
-    (cd / && "$venv/bin/python" -c "import os, speechbrain_dino; print(os.path.dirname(os.path.dirname(speechbrain_dino.__file__)))" 2>/dev/null) || true
+    env -C / "$venv/bin/python" -c "import os, speechbrain_dino; print(os.path.dirname(os.path.dirname(speechbrain_dino.__file__)))" 2>/dev/null || true
 }
 
 if [ ! -f "$venv/.sbdino-ready" ]; then

@@ -99,22 +99,36 @@ def test_release_leaves_a_lock_taken_over_by_another_run(tmp_path):
     assert holder(tmp_path) == other
 
 
-def test_a_second_training_into_a_folder_in_use_stops_before_writing(tmp_path):
-    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
-    output = tmp_path / "run"
+def run_while_locked(recipe, args, output, **kwargs):
+    """Runs ``python -m speechbrain_dino.recipes.<recipe> *args`` while this test process holds
+    ``output``'s lock (it is the first run); returns the finished process and ``output``'s listing
+    as the second run left it."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "speechbrain_dino.recipes.train_dino",
-               os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml"), f"--train_csv={train_csv}",
-               f"--output_folder={output}", *TINY_OVERRIDES]
-    with output_folder_lock(output):  # this test process is the first run
-        second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-        # nothing written: only the empty save/ that loading the YAML's checkpointer creates
-        assert sorted(os.listdir(output)) == [LOCK_FILE, "save"] and os.listdir(output / "save") == []
+    command = [sys.executable, "-m", f"speechbrain_dino.recipes.{recipe}", *args, f"--output_folder={output}"]
+    with output_folder_lock(output):
+        second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, **kwargs)
+        listing = sorted(os.listdir(output))
+    return second, listing
+
+
+def assert_refused(second, output):
+    """The second run ended with exit status 2 and one error line naming the lock and its holder."""
     assert second.returncode == 2
     errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
     assert errors[0].startswith(f"error: {output / LOCK_FILE}: the output folder is in use by another run "
                                 f"(process {os.getpid()} on {socket.gethostname()}")
+
+
+def test_a_second_training_into_a_folder_in_use_stops_before_writing(tmp_path):
+    train_csv = tone_corpus(str(tmp_path / "data"), count=8)
+    output = tmp_path / "run"
+    second, listing = run_while_locked(
+        "train_dino", [os.path.join(HPARAMS_FOLDER, "demo", "dino_ecapa.yaml"), f"--train_csv={train_csv}", *TINY_OVERRIDES],
+        output)
+    # nothing written: only the empty save/ that loading the YAML's checkpointer creates
+    assert listing == [LOCK_FILE, "save"] and os.listdir(output / "save") == []
+    assert_refused(second, output)
 
 
 @pytest.mark.parametrize("recipe, hparams_file, inputs", [
@@ -127,15 +141,7 @@ def test_the_other_recipes_refuse_a_folder_in_use_before_reading_anything(tmp_pa
     """Pseudo-labelling and the evaluations write caches and results into their folder: a second run
     into a folder in use stops with one line before it reads its inputs (which need not exist)."""
     output = tmp_path / "run"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", f"speechbrain_dino.recipes.{recipe}", os.path.join(HPARAMS_FOLDER, hparams_file),
-               *inputs, f"--output_folder={output}"]
-    with output_folder_lock(output):
-        second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-        assert os.listdir(output) == [LOCK_FILE]
-    assert second.returncode == 2
-    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in second.stderr, second.stderr[-3000:]
-    assert errors[0].startswith(f"error: {output / LOCK_FILE}: the output folder is in use by another run "
-                                f"(process {os.getpid()} on {socket.gethostname()}")
+    second, listing = run_while_locked(recipe, [os.path.join(HPARAMS_FOLDER, hparams_file), *inputs], output, cwd=tmp_path)
+    assert listing == [LOCK_FILE]
+    assert_refused(second, output)
     assert not (output / LOCK_FILE).exists()
